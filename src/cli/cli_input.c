@@ -1,0 +1,311 @@
+/* Resolving the model, its tokenizer and the prompt of a command. */
+#include "cli/cli.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifndef KVL_SOURCE_DIR
+#define KVL_SOURCE_DIR "."
+#endif
+
+int cli_input_option(const char *cmd, int opt, const char *arg,
+                     cli_input *in)
+{
+    switch (opt) {
+    case 'm':
+    case OPT_MODEL:
+        in->model_path = arg;
+        return CLI_OK;
+    case OPT_TOKENS:
+        in->tokens = arg;
+        return CLI_OK;
+    case OPT_PROMPT:
+        in->prompt = arg;
+        return CLI_OK;
+    case OPT_TOKENIZER:
+        in->tokenizer_path = arg;
+        return CLI_OK;
+    case OPT_NO_BOS:
+        in->no_bos = 1;
+        return CLI_OK;
+    case OPT_THREADS:
+        return cli_opt_i32(cmd, "--threads", arg, 0, 4096, &in->threads);
+    default:
+        return CLI_NOT_MINE;
+    }
+}
+
+int cli_input_check(const char *cmd, const cli_input *in, int required)
+{
+    if (in->tokens && in->prompt)
+        return cli_usage(cmd, "--tokens and --prompt are mutually exclusive");
+    if (required && !in->tokens && !in->prompt)
+        return cli_usage(cmd, "one of --tokens or --prompt is required");
+    if (in->tokens) {
+        /* Syntax errors are usage errors: report them before the (slow,
+         * fallible) model load; ids are range-checked after it. */
+        char why[160];
+        int32_t *ids = NULL, n = 0;
+        if (cli_parse_token_list(in->tokens, &ids, &n, why, sizeof why) != 0)
+            return cli_usage(cmd, "invalid value for --tokens: %s", why);
+        free(ids);
+    }
+    return CLI_OK;
+}
+
+/* ---- model ---------------------------------------------------------------------------- */
+
+static int path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int is_directory(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* --model, else $KVLAB_MODEL, else the bundled model of the source tree. */
+static int resolve_model_path(const char *given, char *out, size_t cap)
+{
+    const char *env = getenv("KVLAB_MODEL");
+    const char *path = given;
+    if (!path && env && *env)
+        path = env;
+    if (!path) {
+        snprintf(out, cap, "%s/models/default", KVL_SOURCE_DIR);
+        if (!path_exists(out))
+            return cli_failf("no model given and the bundled default model "
+                             "'%s' does not exist: pass --model PATH (or "
+                             "set KVLAB_MODEL)",
+                             out);
+        return CLI_OK;
+    }
+    if ((size_t)snprintf(out, cap, "%s", path) >= cap)
+        return cli_failf("model path too long: '%.64s...'", path);
+    return CLI_OK;
+}
+
+int cli_model_open(const char *model_path, cli_model *m)
+{
+    memset(m, 0, sizeof *m);
+    int rc = resolve_model_path(model_path, m->path, sizeof m->path);
+    if (rc != CLI_OK)
+        return rc;
+    kvl_error err = {0};
+    if (kvl_model_load(m->path, NULL, &m->model, &err) != KVL_OK) {
+        /* The user must see which path failed, whatever the loader said. */
+        if (strstr(err.message, m->path))
+            return cli_fail(&err);
+        return cli_failf("cannot load model '%s': %s", m->path,
+                         err.message[0] ? err.message
+                                        : kvl_status_name(err.code));
+    }
+    kvl_model_get_info(m->model, &m->info);
+    return CLI_OK;
+}
+
+void cli_model_close(cli_model *m)
+{
+    kvl_model_free(m->model);
+    m->model = NULL;
+}
+
+/* ---- tokenizer ------------------------------------------------------------------------ */
+
+static int has_tok_bin_name(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 7 && strncmp(name, "tok", 3) == 0 &&
+           strcmp(name + n - 4, ".bin") == 0;
+}
+
+/* The only tok*.bin in dir (other than the model file itself). */
+static int find_unique_tok_bin(const char *dir, const char *model_base,
+                               char *out, size_t cap)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!has_tok_bin_name(e->d_name) || strcmp(e->d_name, model_base) == 0)
+            continue;
+        if (found++ == 0)
+            snprintf(out, cap, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    return found == 1;
+}
+
+/* Default tokenizer of a model; 1 when one exists (path in out). */
+static int default_tokenizer(const cli_model *m, char *out, size_t cap)
+{
+    if (is_directory(m->path)) {
+        snprintf(out, cap, "%s/tokenizer.bin", m->path);
+        return path_exists(out);
+    }
+    /* Look beside the real file: models/default may be a symlink to
+     * models/stories260K/stories260K.bin. */
+    char dir[PATH_MAX];
+    if (!realpath(m->path, dir))
+        snprintf(dir, sizeof dir, "%s", m->path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : m->path; /* stays valid below */
+    if (slash)
+        *slash = '\0';
+    /* "x.bin" lies in "."; "/x.bin" in "/" (dir is then ""). */
+    const char *d = !slash ? "." : dir[0] ? dir : "/";
+    /* stories260K.bin -> tok512.bin: the llama2.c naming convention. */
+    snprintf(out, cap, "%s/tok%" PRId32 ".bin", d, m->info.vocab_size);
+    if (path_exists(out))
+        return 1;
+    snprintf(out, cap, "%s/tokenizer.bin", d);
+    if (path_exists(out))
+        return 1;
+    return find_unique_tok_bin(d, base, out, cap);
+}
+
+int cli_tokenizer_open(const cli_input *in, const cli_model *m, int required,
+                       kvl_tokenizer **out)
+{
+    char path[4096 + 64];
+    *out = NULL;
+    if (in->tokenizer_path) {
+        snprintf(path, sizeof path, "%s", in->tokenizer_path);
+    } else if (!default_tokenizer(m, path, sizeof path)) {
+        if (!required)
+            return CLI_OK;
+        return cli_failf("no tokenizer found for model '%s' (looked for "
+                         "tokenizer.bin, tok%" PRId32 ".bin or a single "
+                         "tok*.bin beside it): pass --tokenizer PATH",
+                         m->path, m->info.vocab_size);
+    }
+    kvl_error err = {0};
+    if (kvl_tokenizer_load(path, m->info.vocab_size, out, &err) != KVL_OK) {
+        if (strstr(err.message, path))
+            return cli_fail(&err);
+        return cli_failf("cannot load tokenizer '%s': %s", path,
+                         err.message[0] ? err.message
+                                        : kvl_status_name(err.code));
+    }
+    return CLI_OK;
+}
+
+/* ---- prompt ids ----------------------------------------------------------------------- */
+
+static int32_t bos_id(const cli_model *m, const kvl_tokenizer *tok)
+{
+    if (m->info.bos_token_id >= 0)
+        return m->info.bos_token_id;
+    return tok ? kvl_tokenizer_bos(tok) : -1;
+}
+
+static int encode_prompt(const char *text, kvl_tokenizer *tok, int add_bos,
+                         int32_t **ids, int32_t *n)
+{
+    /* One id per byte plus BOS is an upper bound for byte-fallback
+     * tokenizers; retry with the size the encoder asks for otherwise. */
+    size_t len = strlen(text);
+    if (len > INT32_MAX - 16)
+        return cli_failf("--prompt is too long");
+    int32_t cap = (int32_t)len + 16;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int32_t *v = malloc((size_t)cap * sizeof *v);
+        if (!v)
+            return cli_failf("out of memory encoding the prompt");
+        kvl_error err = {0};
+        int32_t need = 0;
+        kvl_status st = kvl_tokenizer_encode(tok, text, add_bos, v, cap,
+                                             &need, &err);
+        if (st == KVL_OK) {
+            *ids = v;
+            *n = need;
+            return CLI_OK;
+        }
+        free(v);
+        if (st != KVL_ERR_RANGE || need <= cap)
+            return cli_fail(&err);
+        cap = need;
+    }
+    return cli_failf("the tokenizer could not size the prompt");
+}
+
+static int check_ids(const char *cmd, const int32_t *ids, int32_t n,
+                     const cli_model *m)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->info.vocab_size)
+            return cli_usage(cmd,
+                             "token id %" PRId32 " (item %" PRId32
+                             " of --tokens) is out of range: the model's "
+                             "vocabulary has %" PRId32 " tokens",
+                             ids[i], i + 1, m->info.vocab_size);
+    if (n > m->info.max_seq_len)
+        return cli_usage(cmd,
+                         "%" PRId32 " prompt tokens exceed the model's "
+                         "max_seq_len %" PRId32,
+                         n, m->info.max_seq_len);
+    return CLI_OK;
+}
+
+int cli_input_ids(const char *cmd, const cli_input *in, const cli_model *m,
+                  kvl_tokenizer *tok, int add_bos, int allow_bos_only,
+                  int32_t **ids, int32_t *n)
+{
+    char why[160];
+    int rc = CLI_OK;
+    *ids = NULL;
+    *n = 0;
+    if (in->tokens) {
+        if (cli_parse_token_list(in->tokens, ids, n, why, sizeof why) != 0)
+            return cli_usage(cmd, "invalid value for --tokens: %s", why);
+    } else if (in->prompt) {
+        if (!tok)
+            return cli_failf("--prompt needs a tokenizer");
+        rc = encode_prompt(in->prompt, tok, add_bos, ids, n);
+    } else if (allow_bos_only) {
+        int32_t bos = bos_id(m, tok);
+        if (bos < 0)
+            return cli_failf("the model has no BOS token: give --tokens");
+        *ids = malloc(sizeof **ids);
+        if (!*ids)
+            return cli_failf("out of memory");
+        (*ids)[0] = bos;
+        *n = 1;
+    }
+    if (rc == CLI_OK)
+        rc = check_ids(cmd, *ids, *n, m);
+    if (rc != CLI_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int cli_session_open(const cli_model *m, const cli_input *in, int64_t tokens,
+                     kvl_session **out)
+{
+    kvl_session_options so = {0};
+    /* A capacity hint, not a limit: avoids reserving max_seq_len tokens
+     * (gigabytes for long-context models) for a short run. */
+    if (tokens < 1)
+        tokens = 1;
+    so.max_tokens = (int32_t)(tokens < m->info.max_seq_len
+                                  ? tokens
+                                  : m->info.max_seq_len);
+    so.n_threads = in->threads;
+    kvl_error err = {0};
+    if (kvl_session_new(m->model, &so, out, &err) != KVL_OK)
+        return cli_fail(&err);
+    return CLI_OK;
+}

@@ -1,0 +1,31 @@
+/* Hugging Face config.json parsing (model/hf_config.c), shared by the HF
+ * loader. */
+#ifndef KVL_MODEL_HF_CONFIG_H
+#define KVL_MODEL_HF_CONFIG_H
+
+#include "model/model.h"
+
+#include <jansson.h>
+
+/* What config.json said beyond kvl_config. */
+typedef struct kvl_hf_config_extra {
+    int tie_explicit; /* 1 when tie_word_embeddings was written out */
+} kvl_hf_config_extra;
+
+/* Reads and parses a JSON file.  Missing / unreadable -> KVL_ERR_IO; bad
+ * JSON -> KVL_ERR_FORMAT with jansson's line and column.  On success *out
+ * is a new reference owned by the caller. */
+kvl_status kvl_json_load_path(const char *path, json_t **out, kvl_error *err);
+
+/* Parses config.json at `path` into *cfg (zeroed first).  Every message
+ * names the file.  extra may be NULL. */
+kvl_status kvl_hf_config_load(const char *path, kvl_config *cfg,
+                              kvl_hf_config_extra *extra, kvl_error *err);
+
+/* The same from an already parsed JSON object; `path` is only used in
+ * messages. */
+kvl_status kvl_hf_config_parse(const json_t *root, const char *path,
+                               kvl_config *cfg, kvl_hf_config_extra *extra,
+                               kvl_error *err);
+
+#endif

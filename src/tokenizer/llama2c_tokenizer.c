@@ -1,0 +1,624 @@
+/*
+ * llama2.c tokenizer.bin: the SentencePiece vocabulary exported by
+ * karpathy/llama2.c (tokenizer.py).  Layout, all little-endian:
+ *
+ *     int32 max_token_length
+ *     vocab_size times: float32 score, int32 len, len bytes (the piece,
+ *                       with SentencePiece's U+2581 already turned into ' ')
+ *
+ * The vocabulary size is not stored; the caller passes it (or 0 to read to
+ * the end of the file).  Ids 0, 1, 2 are <unk>, <s> (BOS), </s> (EOS); when
+ * ids 3..258 are the pieces "<0x00>".."<0xFF>" the vocabulary has byte
+ * fallback.
+ *
+ * Encoding follows llama2.c's run.c `encode`:
+ *   1. optional BOS;
+ *   2. the text, with a dummy-prefix " " prepended when it is non-empty, is
+ *      cut into UTF-8 code points (a byte plus at most 3 following
+ *      continuation bytes); each code point that is a piece becomes that
+ *      piece, otherwise each of its bytes becomes id byte + 3 (byte
+ *      fallback; <unk> = 0 when the vocabulary has no byte pieces);
+ *   3. repeatedly, among adjacent pairs whose concatenation is a piece, the
+ *      pair whose piece has the highest score (ties: the leftmost pair; only
+ *      scores above -1e10) is merged, until no pair merges.
+ * run.c rescans the whole sequence after every merge (quadratic); here a
+ * heap of candidate pairs keyed by (score desc, position asc) with lazy
+ * invalidation picks the very same pair at every step in O(n log n).
+ * Unlike run.c the BOS token never takes part in merges (its piece is
+ * "\n<s>\n", which no real vocabulary extends).
+ *
+ * Decoding follows run.c `decode`: a piece that follows BOS loses its
+ * leading space, and "<0xXX>" pieces become the raw byte.
+ */
+#include "core/error.h"
+#include "kvlab.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define KVL_TOK_BOS 1
+#define KVL_TOK_EOS 2
+#define KVL_TOK_UNK 0
+#define KVL_TOK_BYTE0 3                  /* id of "<0x00>"                  */
+#define KVL_TOK_MAX_FILE (1ll << 30)     /* refuse files above 1 GiB        */
+#define KVL_TOK_MAX_PIECE (1 << 16)      /* longest max_token_length taken  */
+#define KVL_TOK_MIN_SCORE (-1e10f)       /* run.c: pairs must score above  */
+
+struct kvl_tokenizer {
+    int32_t vocab_size;
+    int32_t max_token_length;
+    int byte_fallback;     /* ids 3..258 are the 256 byte pieces          */
+    char *arena;           /* all pieces, each NUL-terminated             */
+    size_t *offset;        /* [vocab] start of piece i in arena           */
+    int32_t *length;       /* [vocab] length in bytes (may hold NULs)     */
+    float *score;          /* [vocab]                                      */
+    int32_t *table;        /* open-addressing hash: id + 1, 0 = empty      */
+    size_t table_mask;
+    char piece_buf[8];     /* decode_piece result for byte pieces          */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static uint32_t read_u32le(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static int32_t read_i32le(const unsigned char *p)
+{
+    uint32_t u = read_u32le(p);
+    int32_t v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static float read_f32le(const unsigned char *p)
+{
+    uint32_t u = read_u32le(p);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h ^ (h >> 29);
+}
+
+static const char *piece_of(const kvl_tokenizer *t, int32_t id)
+{
+    return t->arena + t->offset[id];
+}
+
+/* Id of the piece equal to s[0..n), or -1. */
+static int32_t lookup(const kvl_tokenizer *t, const char *s, size_t n)
+{
+    size_t i = (size_t)hash_bytes(s, n) & t->table_mask;
+    for (;;) {
+        int32_t e = t->table[i];
+        if (e == 0)
+            return -1;
+        int32_t id = e - 1;
+        if ((size_t)t->length[id] == n && memcmp(piece_of(t, id), s, n) == 0)
+            return id;
+        i = (i + 1) & t->table_mask;
+    }
+}
+
+/* Inserts id unless an equal piece is already present (lowest id wins). */
+static void insert(kvl_tokenizer *t, int32_t id)
+{
+    const char *s = piece_of(t, id);
+    size_t n = (size_t)t->length[id];
+    size_t i = (size_t)hash_bytes(s, n) & t->table_mask;
+    for (;;) {
+        int32_t e = t->table[i];
+        if (e == 0) {
+            t->table[i] = id + 1;
+            return;
+        }
+        int32_t other = e - 1;
+        if (t->length[other] == t->length[id] &&
+            memcmp(piece_of(t, other), s, n) == 0)
+            return;
+        i = (i + 1) & t->table_mask;
+    }
+}
+
+/* 0..255 for a "<0xHH>" piece (either hex case), else -1. */
+static int byte_piece_value(const char *p, size_t n)
+{
+    if (n != 6 || p[0] != '<' || p[1] != '0' || p[2] != 'x' || p[5] != '>')
+        return -1;
+    int v = 0;
+    for (int k = 3; k < 5; k++) {
+        char c = p[k];
+        int d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                   */
+/* ------------------------------------------------------------------------ */
+
+void kvl_tokenizer_free(kvl_tokenizer *tok)
+{
+    if (!tok)
+        return;
+    free(tok->arena);
+    free(tok->offset);
+    free(tok->length);
+    free(tok->score);
+    free(tok->table);
+    free(tok);
+}
+
+static kvl_status read_whole_file(const char *path, unsigned char **data,
+                                  size_t *size, kvl_error *err)
+{
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return kvl_fail(err, KVL_ERR_IO, "file '%s': cannot open: %s", path,
+                        strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        int e = errno;
+        fclose(f);
+        return kvl_fail(err, KVL_ERR_IO, "file '%s': cannot stat: %s", path,
+                        strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fclose(f);
+        return kvl_fail(err, KVL_ERR_IO, "file '%s': not a regular file",
+                        path);
+    }
+    if ((long long)st.st_size > KVL_TOK_MAX_FILE) {
+        fclose(f);
+        return kvl_fail(err, KVL_ERR_FORMAT,
+                        "file '%s': %lld bytes is too large for a tokenizer "
+                        "(limit %lld)",
+                        path, (long long)st.st_size, KVL_TOK_MAX_FILE);
+    }
+    size_t n = (size_t)st.st_size;
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf) {
+        fclose(f);
+        return kvl_fail(err, KVL_ERR_NOMEM,
+                        "file '%s': cannot allocate %zu bytes", path, n);
+    }
+    size_t got = n ? fread(buf, 1, n, f) : 0;
+    int read_error = ferror(f);
+    fclose(f);
+    if (got != n || read_error) {
+        free(buf);
+        return kvl_fail(err, KVL_ERR_IO,
+                        "file '%s': read %zu of %zu bytes", path, got, n);
+    }
+    *data = buf;
+    *size = n;
+    return KVL_OK;
+}
+
+/* Validates the layout and counts the entries (all of them when
+ * vocab_size is 0, else exactly vocab_size); *text_bytes = sum of lengths. */
+static kvl_status scan_entries(const char *path, const unsigned char *data,
+                               size_t size, int32_t vocab_size,
+                               int32_t max_len, int32_t *n_out,
+                               size_t *text_bytes, kvl_error *err)
+{
+    size_t pos = 4, total = 0;
+    int32_t n = 0;
+    while (vocab_size == 0 ? pos < size : n < vocab_size) {
+        size_t left = size - pos;
+        if (left < 8)
+            return kvl_fail(err, KVL_ERR_FORMAT,
+                            "file '%s': truncated at token %d (offset %zu): "
+                            "needs an 8-byte score and length, %zu bytes left%s",
+                            path, n, pos, left,
+                            vocab_size ? " (is vocab_size too large?)" : "");
+        float score = read_f32le(data + pos);
+        int32_t len = read_i32le(data + pos + 4);
+        if (isnan(score))
+            return kvl_fail(err, KVL_ERR_FORMAT,
+                            "file '%s': token %d (offset %zu) has a NaN score",
+                            path, n, pos);
+        if (len < 0)
+            return kvl_fail(err, KVL_ERR_FORMAT,
+                            "file '%s': token %d (offset %zu) has a negative "
+                            "length %d",
+                            path, n, pos, len);
+        if (len > max_len)
+            return kvl_fail(err, KVL_ERR_FORMAT,
+                            "file '%s': token %d (offset %zu) has length %d, "
+                            "above the file's max_token_length %d",
+                            path, n, pos, len, max_len);
+        pos += 8;
+        if ((size_t)len > size - pos)
+            return kvl_fail(err, KVL_ERR_FORMAT,
+                            "file '%s': truncated at token %d: its %d-byte "
+                            "piece needs more than the %zu bytes left",
+                            path, n, len, size - pos);
+        pos += (size_t)len;
+        total += (size_t)len;
+        if (n == INT32_MAX - 1)
+            return kvl_fail(err, KVL_ERR_FORMAT, "file '%s': too many tokens",
+                            path);
+        n++;
+    }
+    if (pos != size)
+        return kvl_fail(err, KVL_ERR_FORMAT,
+                        "file '%s': %zu trailing bytes after %d tokens (is "
+                        "vocab_size %d too small?)",
+                        path, size - pos, n, vocab_size);
+    *n_out = n;
+    *text_bytes = total;
+    return KVL_OK;
+}
+
+kvl_status kvl_tokenizer_load(const char *path, int32_t vocab_size,
+                              kvl_tokenizer **out, kvl_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!path || !out)
+        return kvl_fail(err, KVL_ERR_ARG,
+                        "kvl_tokenizer_load: path and out must not be NULL");
+    if (vocab_size < 0)
+        return kvl_fail(err, KVL_ERR_ARG,
+                        "file '%s': vocab_size %d is negative (0 = read to "
+                        "the end of the file)",
+                        path, vocab_size);
+
+    unsigned char *data;
+    size_t size;
+    kvl_status st = read_whole_file(path, &data, &size, err);
+    if (st != KVL_OK)
+        return st;
+
+    if (size < 4) {
+        free(data);
+        return kvl_fail(err, KVL_ERR_FORMAT,
+                        "file '%s': %zu bytes, too short for the 4-byte "
+                        "max_token_length header",
+                        path, size);
+    }
+    int32_t max_len = read_i32le(data);
+    if (max_len <= 0 || max_len > KVL_TOK_MAX_PIECE) {
+        free(data);
+        return kvl_fail(err, KVL_ERR_FORMAT,
+                        "file '%s': max_token_length %d is out of range "
+                        "(1..%d); not a llama2.c tokenizer.bin?",
+                        path, max_len, KVL_TOK_MAX_PIECE);
+    }
+    int32_t n = 0;
+    size_t text_bytes = 0;
+    st = scan_entries(path, data, size, vocab_size, max_len, &n, &text_bytes,
+                      err);
+    if (st != KVL_OK) {
+        free(data);
+        return st;
+    }
+    if (n < 3) {
+        free(data);
+        return kvl_fail(err, KVL_ERR_FORMAT,
+                        "file '%s': %d tokens; a vocabulary needs at least "
+                        "<unk>, <s> and </s>",
+                        path, n);
+    }
+
+    kvl_tokenizer *t = calloc(1, sizeof *t);
+    size_t table_size = 16;
+    while (table_size < 2 * (size_t)n)
+        table_size *= 2;
+    if (t) {
+        t->arena = malloc(text_bytes + (size_t)n);
+        t->offset = malloc((size_t)n * sizeof *t->offset);
+        t->length = malloc((size_t)n * sizeof *t->length);
+        t->score = malloc((size_t)n * sizeof *t->score);
+        t->table = calloc(table_size, sizeof *t->table);
+    }
+    if (!t || !t->arena || !t->offset || !t->length || !t->score ||
+        !t->table) {
+        kvl_tokenizer_free(t);
+        free(data);
+        return kvl_fail(err, KVL_ERR_NOMEM,
+                        "file '%s': cannot allocate a %d-token vocabulary",
+                        path, n);
+    }
+    t->vocab_size = n;
+    t->max_token_length = max_len;
+    t->table_mask = table_size - 1;
+
+    size_t pos = 4, at = 0;
+    for (int32_t i = 0; i < n; i++) {
+        t->score[i] = read_f32le(data + pos);
+        t->length[i] = read_i32le(data + pos + 4);
+        pos += 8;
+        t->offset[i] = at;
+        memcpy(t->arena + at, data + pos, (size_t)t->length[i]);
+        t->arena[at + (size_t)t->length[i]] = '\0';
+        at += (size_t)t->length[i] + 1;
+        pos += (size_t)t->length[i];
+    }
+    free(data);
+    for (int32_t i = 0; i < n; i++)
+        insert(t, i);
+
+    t->byte_fallback = n >= KVL_TOK_BYTE0 + 256;
+    for (int b = 0; b < 256 && t->byte_fallback; b++) {
+        int32_t id = KVL_TOK_BYTE0 + b;
+        if (byte_piece_value(piece_of(t, id), (size_t)t->length[id]) != b)
+            t->byte_fallback = 0;
+    }
+    *out = t;
+    return KVL_OK;
+}
+
+int32_t kvl_tokenizer_vocab_size(const kvl_tokenizer *tok)
+{
+    return tok ? tok->vocab_size : 0;
+}
+
+int32_t kvl_tokenizer_bos(const kvl_tokenizer *tok)
+{
+    return tok ? KVL_TOK_BOS : -1;
+}
+
+int32_t kvl_tokenizer_eos(const kvl_tokenizer *tok)
+{
+    return tok ? KVL_TOK_EOS : -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encoding                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct merge_cand {
+    float score;
+    int32_t left;     /* node index of the left token (= its position)  */
+    int32_t right;    /* node index of the right token                   */
+    int32_t id;       /* the merged piece                                */
+    uint32_t ver_l, ver_r;
+} merge_cand;
+
+typedef struct encode_state {
+    const kvl_tokenizer *t;
+    int32_t *id, *next, *prev;
+    uint32_t *ver;
+    merge_cand *heap;
+    size_t n_heap;
+    char *buf;        /* 2 * max_token_length bytes                      */
+} encode_state;
+
+/* a comes before b: higher score first, then the leftmost pair. */
+static int cand_before(const merge_cand *a, const merge_cand *b)
+{
+    if (a->score != b->score)
+        return a->score > b->score;
+    return a->left < b->left;
+}
+
+static void heap_push(encode_state *s, merge_cand c)
+{
+    size_t i = s->n_heap++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!cand_before(&c, &s->heap[parent]))
+            break;
+        s->heap[i] = s->heap[parent];
+        i = parent;
+    }
+    s->heap[i] = c;
+}
+
+static merge_cand heap_pop(encode_state *s)
+{
+    merge_cand top = s->heap[0];
+    merge_cand last = s->heap[--s->n_heap];
+    size_t i = 0, n = s->n_heap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && cand_before(&s->heap[c + 1], &s->heap[c]))
+            c++;
+        if (!cand_before(&s->heap[c], &last))
+            break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (n > 0)
+        s->heap[i] = last;
+    return top;
+}
+
+/* Pushes the pair (left, right) if its concatenation is a piece that may
+ * merge. */
+static void consider_pair(encode_state *s, int32_t left, int32_t right)
+{
+    if (left < 0 || right < 0)
+        return;
+    const kvl_tokenizer *t = s->t;
+    int32_t a = s->id[left], b = s->id[right];
+    size_t la = (size_t)t->length[a], lb = (size_t)t->length[b];
+    if (la + lb > (size_t)t->max_token_length)
+        return; /* no piece is that long */
+    memcpy(s->buf, piece_of(t, a), la);
+    memcpy(s->buf + la, piece_of(t, b), lb);
+    int32_t id = lookup(t, s->buf, la + lb);
+    if (id < 0 || !(t->score[id] > KVL_TOK_MIN_SCORE))
+        return;
+    merge_cand c = {t->score[id], left, right, id, s->ver[left],
+                    s->ver[right]};
+    heap_push(s, c);
+}
+
+/* Appends the token(s) of one code point cp[0..len) at ids[n]; returns the
+ * new count. */
+static int32_t push_code_point(const kvl_tokenizer *t, const char *cp,
+                               size_t len, int32_t *ids, int32_t n)
+{
+    int32_t id = lookup(t, cp, len);
+    if (id >= 0) {
+        ids[n++] = id;
+        return n;
+    }
+    for (size_t k = 0; k < len; k++)
+        ids[n++] = t->byte_fallback ? KVL_TOK_BYTE0 + (unsigned char)cp[k]
+                                    : KVL_TOK_UNK;
+    return n;
+}
+
+kvl_status kvl_tokenizer_encode(const kvl_tokenizer *tok, const char *text,
+                                int add_bos, int32_t *ids, int32_t cap,
+                                int32_t *n_out, kvl_error *err)
+{
+    if (n_out)
+        *n_out = 0;
+    if (!tok || !text || !n_out)
+        return kvl_fail(err, KVL_ERR_ARG,
+                        "kvl_tokenizer_encode: tokenizer, text and n_out "
+                        "must not be NULL");
+    if (cap < 0 || (cap > 0 && !ids))
+        return kvl_fail(err, KVL_ERR_ARG,
+                        "kvl_tokenizer_encode: cap %d with %s ids", cap,
+                        ids ? "non-NULL" : "NULL");
+    size_t text_len = strlen(text);
+    if (text_len > (size_t)INT32_MAX - 3)
+        return kvl_fail(err, KVL_ERR_RANGE,
+                        "kvl_tokenizer_encode: text of %zu bytes is too long",
+                        text_len);
+
+    /* At most one token per byte, plus the dummy prefix. */
+    size_t max_nodes = text_len + 1;
+    encode_state s = {0};
+    s.t = tok;
+    s.id = malloc(max_nodes * sizeof *s.id);
+    s.next = malloc(max_nodes * sizeof *s.next);
+    s.prev = malloc(max_nodes * sizeof *s.prev);
+    s.ver = calloc(max_nodes, sizeof *s.ver);
+    s.heap = malloc(3 * max_nodes * sizeof *s.heap);
+    s.buf = malloc(2 * (size_t)tok->max_token_length + 4);
+    kvl_status st = KVL_OK;
+    if (!s.id || !s.next || !s.prev || !s.ver || !s.heap || !s.buf) {
+        st = kvl_fail(err, KVL_ERR_NOMEM,
+                      "kvl_tokenizer_encode: cannot allocate for %zu bytes "
+                      "of text",
+                      text_len);
+        goto done;
+    }
+
+    /* Code points -> initial tokens.  The dummy prefix " " is a code point
+     * of its own (a continuation byte at the start of the text does not
+     * join it). */
+    int32_t n = 0;
+    if (text_len > 0)
+        n = push_code_point(tok, " ", 1, s.id, n);
+    for (size_t i = 0; i < text_len;) {
+        size_t len = 1;
+        while (i + len < text_len && len < 4 &&
+               ((unsigned char)text[i + len] & 0xC0) == 0x80)
+            len++;
+        n = push_code_point(tok, text + i, len, s.id, n);
+        i += len;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        s.prev[i] = i - 1;
+        s.next[i] = i + 1 < n ? i + 1 : -1;
+    }
+
+    /* Merges, best pair first. */
+    for (int32_t i = 0; i + 1 < n; i++)
+        consider_pair(&s, i, i + 1);
+    while (s.n_heap > 0) {
+        merge_cand c = heap_pop(&s);
+        if (s.ver[c.left] != c.ver_l || s.ver[c.right] != c.ver_r ||
+            s.next[c.left] != c.right)
+            continue; /* stale: one side changed or was absorbed */
+        int32_t r = c.right;
+        s.id[c.left] = c.id;
+        s.ver[c.left]++;
+        s.ver[r]++; /* dead */
+        s.next[c.left] = s.next[r];
+        if (s.next[r] >= 0)
+            s.prev[s.next[r]] = c.left;
+        s.next[r] = -1;
+        consider_pair(&s, s.prev[c.left], c.left);
+        consider_pair(&s, c.left, s.next[c.left]);
+    }
+
+    /* Output. */
+    int32_t need = (add_bos ? 1 : 0);
+    for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = s.next[i])
+        need++;
+    *n_out = need;
+    if (need > cap) {
+        st = kvl_fail(err, KVL_ERR_RANGE,
+                      "kvl_tokenizer_encode: %d ids needed, room for %d", need,
+                      cap);
+        goto done;
+    }
+    int32_t w = 0;
+    if (add_bos)
+        ids[w++] = KVL_TOK_BOS;
+    for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = s.next[i])
+        ids[w++] = s.id[i];
+
+done:
+    free(s.id);
+    free(s.next);
+    free(s.prev);
+    free(s.ver);
+    free(s.heap);
+    free(s.buf);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoding                                                                  */
+/* ------------------------------------------------------------------------ */
+
+const char *kvl_tokenizer_decode_piece(kvl_tokenizer *tok, int32_t prev_id,
+                                       int32_t id)
+{
+    if (!tok || id < 0 || id >= tok->vocab_size)
+        return NULL;
+    const char *p = piece_of(tok, id);
+    size_t n = (size_t)tok->length[id];
+    if (prev_id == KVL_TOK_BOS && n > 0 && p[0] == ' ') {
+        p++;
+        n--;
+    }
+    int b = byte_piece_value(p, n);
+    if (b >= 0) {
+        tok->piece_buf[0] = (char)b;
+        tok->piece_buf[1] = '\0';
+        return tok->piece_buf;
+    }
+    return p;
+}
