@@ -30,6 +30,12 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility; everything declared in this
+ * header is exported. */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility push(default)
+#endif
+
 #define KVL_VERSION_MAJOR 0
 #define KVL_VERSION_MINOR 1
 #define KVL_VERSION_PATCH 0
@@ -367,6 +373,10 @@ kvl_status kvl_tokenizer_encode(const kvl_tokenizer *tok, const char *text,
  * out-of-range id. */
 const char *kvl_tokenizer_decode_piece(kvl_tokenizer *tok, int32_t prev_id,
                                        int32_t id);
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: a gcc release build and a clang ASan+UBSan build,
-# both with -Werror, each running every ctest program.
+# both with -Werror, each running every ctest program; an install check
+# (pkg-config and find_package consumers); a short libFuzzer run per parser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -9,6 +10,10 @@ echo "== gcc release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc >/dev/null
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
+./scripts/check-install.sh
+
+echo "== libFuzzer smoke run of every parser"
+./scripts/fuzz.sh 10
 
 echo "== clang ASan+UBSan build"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \

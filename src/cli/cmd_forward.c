@@ -203,6 +203,27 @@ static void dump_release(dump_buffers *b)
     free(b->kv);
 }
 
+/* Adds layers.{i}.k / layers.{i}.v tensors (data gathered into b->kv)
+ * at b->tensors[*nt...]. */
+static int add_kv_tensors(dump_buffers *b, int *nt, const kvl_cache *c,
+                          const kvl_model_info *in, int32_t n, size_t per)
+{
+    kvl_error err = {0};
+    for (int32_t l = 0; l < in->n_layers; l++) {
+        for (int w = 0; w < 2; w++) {
+            float *dst = b->kv + (2 * (size_t)l + (size_t)w) * per;
+            char *name = b->names[*nt];
+            snprintf(name, sizeof b->names[0], "layers.%" PRId32 ".%c", l,
+                     w ? 'v' : 'k');
+            if (gather(c, w ? KVL_V : KVL_K, l, in, n, dst, &err) != KVL_OK)
+                return cli_fail(&err);
+            set_tensor(&b->tensors[(*nt)++], name, KVL_DTYPE_F32, dst, 3,
+                       in->n_kv_heads, n, in->head_dim);
+        }
+    }
+    return CLI_OK;
+}
+
 static int write_dump(const char *path, kvl_session *s, const cli_model *m,
                       const float *logits, int32_t n)
 {
@@ -211,26 +232,12 @@ static int write_dump(const char *path, kvl_session *s, const cli_model *m,
     size_t per = (size_t)in->n_kv_heads * (size_t)n * (size_t)in->head_dim;
     dump_buffers b = {0};
     meta_list ml = {0};
-    kvl_error err = {0};
-    int rc = dump_alloc(&b, in->n_layers, per);
-    if (rc != CLI_OK) {
-        dump_release(&b);
-        return rc;
-    }
     int nt = 0;
-    set_tensor(&b.tensors[nt++], "logits", KVL_DTYPE_F32, logits, 2, n,
-               in->vocab_size, 0);
-    for (int32_t l = 0; rc == CLI_OK && l < in->n_layers; l++) {
-        for (int w = 0; w < 2 && rc == CLI_OK; w++) {
-            float *dst = b.kv + (2 * (size_t)l + (size_t)w) * per;
-            snprintf(b.names[nt], sizeof b.names[nt], "layers.%" PRId32 ".%c",
-                     l, w ? 'v' : 'k');
-            if (gather(c, w ? KVL_V : KVL_K, l, in, n, dst, &err) != KVL_OK)
-                rc = cli_fail(&err);
-            set_tensor(&b.tensors[nt], b.names[nt], KVL_DTYPE_F32, dst, 3,
-                       in->n_kv_heads, n, in->head_dim);
-            nt++;
-        }
+    int rc = dump_alloc(&b, in->n_layers, per);
+    if (rc == CLI_OK) {
+        set_tensor(&b.tensors[nt++], "logits", KVL_DTYPE_F32, logits, 2, n,
+                   in->vocab_size, 0);
+        rc = add_kv_tensors(&b, &nt, c, in, n, per);
     }
     if (rc == CLI_OK) {
         set_tensor(&b.tensors[nt++], "token_ids", KVL_DTYPE_I32,
@@ -241,6 +248,7 @@ static int write_dump(const char *path, kvl_session *s, const cli_model *m,
         if (ml.failed)
             rc = cli_failf("out of memory preparing the dump metadata");
     }
+    kvl_error err = {0};
     if (rc == CLI_OK &&
         kvl_st_write(path, b.tensors, nt, ml.items, ml.n, &err) != KVL_OK)
         rc = cli_fail(&err);

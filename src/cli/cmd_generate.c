@@ -249,26 +249,42 @@ static int finish(const cli_generate_args *a, gen_state *g)
     return CLI_OK;
 }
 
-static int run_loaded(const cli_generate_args *a, cli_model *m,
+/* Session (with the starting cache), sampler and logits buffer. */
+static int gen_setup(const cli_generate_args *a, const cli_model *m,
+                     kvl_tokenizer *tok, int32_t n, gen_state *g)
+{
+    g->tok = tok;
+    g->prev_id = -1;
+    g->first_out = 1;
+    g->eos = m->info.eos_token_id >= 0 ? m->info.eos_token_id
+                                       : (tok ? kvl_tokenizer_eos(tok) : -1);
+    int rc = cli_session_open(m, &a->in, (int64_t)n + a->n_new + 1,
+                              &g->session);
+    if (rc == CLI_OK && a->cache_path)
+        rc = load_start_cache(a, g->session);
+    kvl_error err = {0};
+    if (rc == CLI_OK && kvl_sampler_new(&a->sampling, m->info.vocab_size,
+                                        &g->sampler, &err) != KVL_OK)
+        rc = cli_fail(&err);
+    if (rc == CLI_OK &&
+        !(g->logits = malloc((size_t)m->info.vocab_size * sizeof(float))))
+        rc = cli_failf("out of memory");
+    return rc;
+}
+
+static void gen_release(gen_state *g)
+{
+    free(g->logits);
+    kvl_sampler_free(g->sampler);
+    kvl_session_free(g->session);
+}
+
+static int run_loaded(const cli_generate_args *a, const cli_model *m,
                       kvl_tokenizer *tok, const int32_t *ids, int32_t n)
 {
     gen_state g = {0};
-    g.tok = tok;
-    g.prev_id = -1;
-    g.first_out = 1;
-    g.eos = m->info.eos_token_id >= 0 ? m->info.eos_token_id
-                                      : (tok ? kvl_tokenizer_eos(tok) : -1);
-    int64_t hint = (int64_t)n + a->n_new + 1;
-    int rc = cli_session_open(m, &a->in, hint, &g.session);
-    if (rc == CLI_OK && a->cache_path)
-        rc = load_start_cache(a, g.session);
     kvl_error err = {0};
-    if (rc == CLI_OK && kvl_sampler_new(&a->sampling, m->info.vocab_size,
-                                        &g.sampler, &err) != KVL_OK)
-        rc = cli_fail(&err);
-    if (rc == CLI_OK &&
-        !(g.logits = malloc((size_t)m->info.vocab_size * sizeof(float))))
-        rc = cli_failf("out of memory");
+    int rc = gen_setup(a, m, tok, n, &g);
     double t0 = now_seconds(), t1 = t0;
     if (rc == CLI_OK)
         rc = prefill(a, &g, ids, n);
@@ -286,9 +302,7 @@ static int run_loaded(const cli_generate_args *a, cli_model *m,
                 n, t1 - t0, g.generated, t2 - t1,
                 t2 > t1 ? g.generated / (t2 - t1) : 0.0);
     }
-    free(g.logits);
-    kvl_sampler_free(g.sampler);
-    kvl_session_free(g.session);
+    gen_release(&g);
     return rc;
 }
 

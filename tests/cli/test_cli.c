@@ -272,13 +272,19 @@ static int parse_ids(const char *s, int32_t *ids, int cap)
     return n;
 }
 
-static int generate_ids(const char *what, int32_t *ids, run_result r)
+static int generate_n_ids(const char *what, int32_t *ids, int want,
+                          run_result r)
 {
     EXPECT_STATUS(r, 0, what);
     int n = parse_ids(r.out, ids, MAX_IDS);
-    CHECK(n == atoi(N_GEN), "%s: %d ids in '%s'", what, n, r.out);
+    CHECK(n == want, "%s: %d ids in '%s'", what, n, r.out);
     run_free(&r);
     return n;
+}
+
+static int generate_ids(const char *what, int32_t *ids, run_result r)
+{
+    return generate_n_ids(what, ids, atoi(N_GEN), r);
 }
 
 static void expect_same_ids(const char *what, const int32_t *a,
@@ -287,7 +293,25 @@ static void expect_same_ids(const char *what, const int32_t *a,
     int same = 1;
     for (int i = 0; i < n; i++)
         same &= a[i] == b[i];
-    CHECK(same, "%s: greedy continuation differs from generate", what);
+    CHECK(same, "%s: continuation differs from generate", what);
+}
+
+/* Sampling (temperature 1, top-p 0.9) with one seed from the prompt and
+ * from its saved cache: the same draws only if the logits after the cache
+ * are those of the prompt run.  Greedy alone is too forgiving: this tiny
+ * model continues greedily the same even from a corrupted context. */
+static void test_seeded_continuation(const char *a)
+{
+    int32_t x[MAX_IDS], y[MAX_IDS];
+    int nx = generate_n_ids("generate seed 5", x, 48,
+                            RUN("generate", "-m", g_model, "--prompt", PROMPT,
+                                "-n", "48", "--seed", "5", "--ids",
+                                "--ignore-eos"));
+    int ny = generate_n_ids("cache load seed 5", y, 48,
+                            RUN("cache", "load", "-m", g_model, a, "-n", "48",
+                                "--seed", "5", "--ids", "--ignore-eos"));
+    if (nx == 48 && ny == 48)
+        expect_same_ids("cache load --seed 5", y, x, 48);
 }
 
 static kvl_cache *load_cache(const char *path)
@@ -577,6 +601,63 @@ static void test_save_cache_option(const kvl_cache *saved,
     kvl_cache_free(c);
 }
 
+/* A copy of cache file `src` whose model fingerprint is all zeros. */
+static int write_foreign_copy(const char *src, const char *dst)
+{
+    kvl_st_file f;
+    kvl_error err;
+    kvl_st_write_tensor t[2 * NL + 2];
+    kvl_st_meta meta[64];
+    char zeros[65];
+    memset(zeros, '0', 64);
+    zeros[64] = '\0';
+    CHECK_OK(kvl_st_open(src, &f, &err), &err);
+    if (f.n_tensors > 2 * NL + 2 || f.n_meta > 64) {
+        kvl_st_close(&f);
+        return -1;
+    }
+    for (int i = 0; i < f.n_tensors; i++) {
+        const kvl_st_tensor *x = &f.tensors[i];
+        t[i].name = x->name;
+        t[i].dtype = x->dtype;
+        t[i].ndim = x->ndim;
+        memcpy(t[i].shape, x->shape, sizeof t[i].shape);
+        t[i].data = x->data;
+    }
+    int found = 0;
+    for (int i = 0; i < f.n_meta; i++) {
+        meta[i] = f.meta[i];
+        if (strcmp(meta[i].key, "model_fingerprint") == 0) {
+            meta[i].value = zeros;
+            found = 1;
+        }
+    }
+    CHECK(found, "no model_fingerprint in %s", src);
+    kvl_status st = kvl_st_write(dst, t, f.n_tensors, meta, f.n_meta, &err);
+    CHECK_OK(st, &err);
+    kvl_st_close(&f);
+    return found && st == KVL_OK ? 0 : -1;
+}
+
+/* A cache of another model (by fingerprint) is refused unless --force. */
+static void test_force(const char *a, const int32_t *greedy)
+{
+    const char *x = kvt_temp_path(".kvc");
+    if (write_foreign_copy(a, x) != 0)
+        return;
+    run_result r = RUN("cache", "load", "-m", g_model, x, "-n", "2", "--ids");
+    EXPECT_STATUS(r, 1, "cache load of a foreign cache");
+    CHECK(strncmp(r.err, "kvlab: ", 7) == 0, "stderr: %s", r.err);
+    run_free(&r);
+    int32_t ids[MAX_IDS];
+    int n = generate_ids("cache load --force", ids,
+                         RUN("cache", "load", "-m", g_model, x, "--force",
+                             "-n", N_GEN, "--temp", "0", "--ids",
+                             "--ignore-eos"));
+    if (n == atoi(N_GEN))
+        expect_same_ids("cache load --force", ids, greedy, n);
+}
+
 static void test_end_to_end(void)
 {
     int32_t greedy[MAX_IDS], ids[MAX_IDS];
@@ -608,11 +689,13 @@ static void test_end_to_end(void)
                          "--temp", "0", "--ids", "--ignore-eos"));
     if (n == atoi(N_GEN))
         expect_same_ids("generate --cache", ids, greedy, n);
+    test_seeded_continuation(a);
     test_forward_dump(kvt_temp_path(".safetensors"), greedy, saved);
     test_inspect(saved);
     test_reposition(a, saved, greedy);
     test_slice(a, saved);
     test_save_cache_option(saved, greedy);
+    test_force(a, greedy);
     r = RUN("generate", "-m", g_model, "--tokens", "1,512", "--ids");
     expect_usage(r, "kvlab generate", "token id = vocab");
     kvl_cache_free(saved);
