@@ -351,28 +351,114 @@ int32_t kvl_sampler_sample(kvl_sampler *sampler, const float *logits);
 
 typedef struct kvl_tokenizer kvl_tokenizer;
 
-/* Loads a tokenizer.  Supported now: llama2.c tokenizer.bin (vocab_size
- * must be given: the file does not store it; pass 0 to read until EOF). */
+typedef enum kvl_tokenizer_kind {
+    KVL_TOKENIZER_LLAMA2C = 0,      /* llama2.c tokenizer.bin                */
+    KVL_TOKENIZER_HF = 1,           /* Hugging Face tokenizer.json           */
+    KVL_TOKENIZER_SENTENCEPIECE = 2 /* SentencePiece tokenizer.model (BPE)   */
+} kvl_tokenizer_kind;
+
+/* Encode flags. */
+#define KVL_ENCODE_ADD_SPECIAL 1u   /* add BOS/EOS as the tokenizer asks:
+                                       tokenizer.json's post_processor,
+                                       SentencePiece / llama2.c BOS         */
+#define KVL_ENCODE_PLAIN_SPECIAL 2u /* special tokens written in the text
+                                       (e.g. "<|im_start|>") are encoded as
+                                       plain text, not as their ids          */
+/* Decode flags. */
+#define KVL_DECODE_SKIP_SPECIAL 1u  /* drop special (added) tokens          */
+
+/*
+ * Loads a tokenizer.  `path` is a model folder (tokenizer.json, else
+ * tokenizer.model, else tokenizer.bin) or a file: a Hugging Face
+ * tokenizer.json, a SentencePiece model (*.model), or a llama2.c
+ * tokenizer.bin.  vocab_size is used only for tokenizer.bin (which does not
+ * store it); pass 0 to read entries until the end of the file.
+ */
 kvl_status kvl_tokenizer_load(const char *path, int32_t vocab_size,
                               kvl_tokenizer **out, kvl_error *err);
 void kvl_tokenizer_free(kvl_tokenizer *tok);
+kvl_tokenizer_kind kvl_tokenizer_get_kind(const kvl_tokenizer *tok);
+/* Number of ids (added tokens included). */
 int32_t kvl_tokenizer_vocab_size(const kvl_tokenizer *tok);
+/* BOS / EOS ids, or -1 when the tokenizer has none. */
 int32_t kvl_tokenizer_bos(const kvl_tokenizer *tok);
 int32_t kvl_tokenizer_eos(const kvl_tokenizer *tok);
 
 /*
- * Encodes UTF-8 text.  Writes at most `cap` ids to ids and the number
- * needed to *n_out; returns KVL_ERR_RANGE if cap was too small.
- * add_bos prepends the BOS id.
+ * Encodes NUL-terminated UTF-8 text with KVL_ENCODE_* flags.  Writes at
+ * most `cap` ids and the number needed to *n_out; returns KVL_ERR_RANGE if
+ * cap was too small (call again with a larger buffer).
  */
 kvl_status kvl_tokenizer_encode(const kvl_tokenizer *tok, const char *text,
-                                int add_bos, int32_t *ids, int32_t cap,
+                                unsigned flags, int32_t *ids, int32_t cap,
                                 int32_t *n_out, kvl_error *err);
-/* Text piece for `id` following `prev_id` (-1 for none); borrowed string,
- * valid until the next call on this tokenizer or its free.  NULL for an
- * out-of-range id. */
+/* The same for `len` bytes (may hold NULs) into a new array *ids of *n_ids
+ * entries, owned by the caller (kvl_free). */
+kvl_status kvl_tokenizer_encode_alloc(const kvl_tokenizer *tok,
+                                      const char *text, size_t len,
+                                      unsigned flags, int32_t **ids,
+                                      size_t *n_ids, kvl_error *err);
+/* Decodes ids to text (the tokenizer's decoders applied to the whole
+ * sequence) into a new NUL-terminated string *text of *len bytes, owned by
+ * the caller (kvl_free).  Out-of-range ids are KVL_ERR_RANGE. */
+kvl_status kvl_tokenizer_decode(const kvl_tokenizer *tok, const int32_t *ids,
+                                size_t n, unsigned flags, char **text,
+                                size_t *len, kvl_error *err);
+/*
+ * Text of `id` when it follows `prev_id` (-1 for none), for streaming
+ * output.  Borrowed string, valid until the next call on this tokenizer or
+ * its free; NULL for an out-of-range id.  Byte-level tokenizers may return
+ * an incomplete UTF-8 sequence: concatenating the pieces gives the text.
+ */
 const char *kvl_tokenizer_decode_piece(kvl_tokenizer *tok, int32_t prev_id,
                                        int32_t id);
+/* The vocabulary entry of `id` as stored (e.g. "\u0120the", "<0x0A>"),
+ * borrowed; NULL when out of range. */
+const char *kvl_tokenizer_id_to_token(const kvl_tokenizer *tok, int32_t id);
+/* The id of a vocabulary entry or added token, or -1. */
+int32_t kvl_tokenizer_token_to_id(const kvl_tokenizer *tok, const char *token);
+
+/* Frees memory that a kvl_* call returned to the caller. */
+void kvl_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Chat templates                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* The template families kvlab renders (no general Jinja engine). */
+typedef enum kvl_chat_family {
+    KVL_CHAT_AUTO = 0,   /* detect from tokenizer_config.json              */
+    KVL_CHAT_CHATML = 1, /* <|im_start|>role\n...<|im_end|> (Qwen2/2.5)    */
+    KVL_CHAT_QWEN3 = 2,  /* ChatML with Qwen3's thinking conventions        */
+    KVL_CHAT_LLAMA2 = 3, /* <s>[INST] <<SYS>> ... [/INST]                   */
+    KVL_CHAT_LLAMA3 = 4, /* <|start_header_id|>role<|end_header_id|> ...    */
+    KVL_CHAT_ZEPHYR = 5  /* <|user|>\n...</s> (Zephyr, TinyLlama chat)     */
+} kvl_chat_family;
+
+typedef struct kvl_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content;
+} kvl_chat_message;
+
+/* "chatml", "qwen3", "llama2", "llama3", "zephyr" (and "auto"). */
+kvl_status kvl_chat_family_parse(const char *name, kvl_chat_family *out);
+const char *kvl_chat_family_name(kvl_chat_family family);
+
+/*
+ * Renders a conversation as transformers' apply_chat_template(messages,
+ * add_generation_prompt=...) renders it with the template of the
+ * tokenizer_config.json at `config_path` (the file or its model folder).
+ * With family KVL_CHAT_AUTO the template is recognised from its text, and
+ * an unknown template is KVL_ERR_UNSUPPORTED; another family forces that
+ * rendering (config_path may then be NULL: BOS/EOS strings default to the
+ * family's own).  *out is a new NUL-terminated string owned by the caller
+ * (kvl_free).  Encode the result without KVL_ENCODE_ADD_SPECIAL: templates
+ * write BOS themselves where the family uses one.
+ */
+kvl_status kvl_chat_render(const char *config_path, kvl_chat_family family,
+                           const kvl_chat_message *messages, size_t n,
+                           int add_generation_prompt, char **out,
+                           kvl_error *err);
 
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop

@@ -31,7 +31,7 @@
  * leading space, and "<0xXX>" pieces become the raw byte.
  */
 #include "core/error.h"
-#include "kvlab.h"
+#include "tokenizer/tokenizer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -49,7 +49,7 @@
 #define KVL_TOK_MAX_PIECE (1 << 16)      /* longest max_token_length taken  */
 #define KVL_TOK_MIN_SCORE (-1e10f)       /* run.c: pairs must score above  */
 
-struct kvl_tokenizer {
+typedef struct l2c_tok {
     int32_t vocab_size;
     int32_t max_token_length;
     int byte_fallback;     /* ids 3..258 are the 256 byte pieces          */
@@ -59,8 +59,7 @@ struct kvl_tokenizer {
     float *score;          /* [vocab]                                      */
     int32_t *table;        /* open-addressing hash: id + 1, 0 = empty      */
     size_t table_mask;
-    char piece_buf[8];     /* decode_piece result for byte pieces          */
-};
+} l2c_tok;
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
@@ -98,13 +97,13 @@ static uint64_t hash_bytes(const char *s, size_t n)
     return h ^ (h >> 29);
 }
 
-static const char *piece_of(const kvl_tokenizer *t, int32_t id)
+static const char *piece_of(const l2c_tok *t, int32_t id)
 {
     return t->arena + t->offset[id];
 }
 
 /* Id of the piece equal to s[0..n), or -1. */
-static int32_t lookup(const kvl_tokenizer *t, const char *s, size_t n)
+static int32_t lookup(const l2c_tok *t, const char *s, size_t n)
 {
     size_t i = (size_t)hash_bytes(s, n) & t->table_mask;
     for (;;) {
@@ -119,7 +118,7 @@ static int32_t lookup(const kvl_tokenizer *t, const char *s, size_t n)
 }
 
 /* Inserts id unless an equal piece is already present (lowest id wins). */
-static void insert(kvl_tokenizer *t, int32_t id)
+static void insert(l2c_tok *t, int32_t id)
 {
     const char *s = piece_of(t, id);
     size_t n = (size_t)t->length[id];
@@ -164,8 +163,9 @@ static int byte_piece_value(const char *p, size_t n)
 /* Loading                                                                   */
 /* ------------------------------------------------------------------------ */
 
-void kvl_tokenizer_free(kvl_tokenizer *tok)
+static void l2c_destroy(void *impl)
 {
+    l2c_tok *tok = impl;
     if (!tok)
         return;
     free(tok->arena);
@@ -280,14 +280,11 @@ static kvl_status scan_entries(const char *path, const unsigned char *data,
     return KVL_OK;
 }
 
-kvl_status kvl_tokenizer_load(const char *path, int32_t vocab_size,
-                              kvl_tokenizer **out, kvl_error *err)
+static const kvl_tokenizer_ops l2c_ops;
+
+kvl_status kvl_llama2c_tokenizer_open(const char *path, int32_t vocab_size,
+                                      kvl_tokenizer *out, kvl_error *err)
 {
-    if (out)
-        *out = NULL;
-    if (!path || !out)
-        return kvl_fail(err, KVL_ERR_ARG,
-                        "kvl_tokenizer_load: path and out must not be NULL");
     if (vocab_size < 0)
         return kvl_fail(err, KVL_ERR_ARG,
                         "file '%s': vocab_size %d is negative (0 = read to "
@@ -331,7 +328,7 @@ kvl_status kvl_tokenizer_load(const char *path, int32_t vocab_size,
                         path, n);
     }
 
-    kvl_tokenizer *t = calloc(1, sizeof *t);
+    l2c_tok *t = calloc(1, sizeof *t);
     size_t table_size = 16;
     while (table_size < 2 * (size_t)n)
         table_size *= 2;
@@ -344,7 +341,7 @@ kvl_status kvl_tokenizer_load(const char *path, int32_t vocab_size,
     }
     if (!t || !t->arena || !t->offset || !t->length || !t->score ||
         !t->table) {
-        kvl_tokenizer_free(t);
+        l2c_destroy(t);
         free(data);
         return kvl_fail(err, KVL_ERR_NOMEM,
                         "file '%s': cannot allocate a %d-token vocabulary",
@@ -375,23 +372,13 @@ kvl_status kvl_tokenizer_load(const char *path, int32_t vocab_size,
         if (byte_piece_value(piece_of(t, id), (size_t)t->length[id]) != b)
             t->byte_fallback = 0;
     }
-    *out = t;
+    out->ops = &l2c_ops;
+    out->impl = t;
+    out->kind = KVL_TOKENIZER_LLAMA2C;
+    out->vocab_size = n;
+    out->bos_id = KVL_TOK_BOS;
+    out->eos_id = KVL_TOK_EOS;
     return KVL_OK;
-}
-
-int32_t kvl_tokenizer_vocab_size(const kvl_tokenizer *tok)
-{
-    return tok ? tok->vocab_size : 0;
-}
-
-int32_t kvl_tokenizer_bos(const kvl_tokenizer *tok)
-{
-    return tok ? KVL_TOK_BOS : -1;
-}
-
-int32_t kvl_tokenizer_eos(const kvl_tokenizer *tok)
-{
-    return tok ? KVL_TOK_EOS : -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -407,7 +394,7 @@ typedef struct merge_cand {
 } merge_cand;
 
 typedef struct encode_state {
-    const kvl_tokenizer *t;
+    const l2c_tok *t;
     int32_t *id, *next, *prev;
     uint32_t *ver;
     merge_cand *heap;
@@ -463,7 +450,7 @@ static void consider_pair(encode_state *s, int32_t left, int32_t right)
 {
     if (left < 0 || right < 0)
         return;
-    const kvl_tokenizer *t = s->t;
+    const l2c_tok *t = s->t;
     int32_t a = s->id[left], b = s->id[right];
     size_t la = (size_t)t->length[a], lb = (size_t)t->length[b];
     if (la + lb > (size_t)t->max_token_length)
@@ -480,7 +467,7 @@ static void consider_pair(encode_state *s, int32_t left, int32_t right)
 
 /* Appends the token(s) of one code point cp[0..len) at ids[n]; returns the
  * new count. */
-static int32_t push_code_point(const kvl_tokenizer *t, const char *cp,
+static int32_t push_code_point(const l2c_tok *t, const char *cp,
                                size_t len, int32_t *ids, int32_t n)
 {
     int32_t id = lookup(t, cp, len);
@@ -494,21 +481,12 @@ static int32_t push_code_point(const kvl_tokenizer *t, const char *cp,
     return n;
 }
 
-kvl_status kvl_tokenizer_encode(const kvl_tokenizer *tok, const char *text,
-                                int add_bos, int32_t *ids, int32_t cap,
-                                int32_t *n_out, kvl_error *err)
+static kvl_status l2c_encode(const void *impl, const char *text,
+                             size_t text_len, unsigned flags, kvl_idbuf *out,
+                             kvl_error *err)
 {
-    if (n_out)
-        *n_out = 0;
-    if (!tok || !text || !n_out)
-        return kvl_fail(err, KVL_ERR_ARG,
-                        "kvl_tokenizer_encode: tokenizer, text and n_out "
-                        "must not be NULL");
-    if (cap < 0 || (cap > 0 && !ids))
-        return kvl_fail(err, KVL_ERR_ARG,
-                        "kvl_tokenizer_encode: cap %d with %s ids", cap,
-                        ids ? "non-NULL" : "NULL");
-    size_t text_len = strlen(text);
+    const l2c_tok *tok = impl;
+    const int add_bos = (flags & KVL_ENCODE_ADD_SPECIAL) != 0;
     if (text_len > (size_t)INT32_MAX - 3)
         return kvl_fail(err, KVL_ERR_RANGE,
                         "kvl_tokenizer_encode: text of %zu bytes is too long",
@@ -573,21 +551,11 @@ kvl_status kvl_tokenizer_encode(const kvl_tokenizer *tok, const char *text,
     }
 
     /* Output. */
-    int32_t need = (add_bos ? 1 : 0);
-    for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = s.next[i])
-        need++;
-    *n_out = need;
-    if (need > cap) {
-        st = kvl_fail(err, KVL_ERR_RANGE,
-                      "kvl_tokenizer_encode: %d ids needed, room for %d", need,
-                      cap);
+    if (add_bos && (st = kvl_idbuf_push(out, KVL_TOK_BOS, err)) != KVL_OK)
         goto done;
-    }
-    int32_t w = 0;
-    if (add_bos)
-        ids[w++] = KVL_TOK_BOS;
     for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = s.next[i])
-        ids[w++] = s.id[i];
+        if ((st = kvl_idbuf_push(out, s.id[i], err)) != KVL_OK)
+            goto done;
 
 done:
     free(s.id);
@@ -603,22 +571,41 @@ done:
 /* Decoding                                                                  */
 /* ------------------------------------------------------------------------ */
 
-const char *kvl_tokenizer_decode_piece(kvl_tokenizer *tok, int32_t prev_id,
-                                       int32_t id)
+/* BOS and EOS are control tokens: they decode to nothing. */
+static kvl_status l2c_decode(const void *impl, const int32_t *ids, size_t n,
+                             unsigned flags, kvl_strbuf *out, kvl_error *err)
 {
-    if (!tok || id < 0 || id >= tok->vocab_size)
-        return NULL;
-    const char *p = piece_of(tok, id);
-    size_t n = (size_t)tok->length[id];
-    if (prev_id == KVL_TOK_BOS && n > 0 && p[0] == ' ') {
-        p++;
-        n--;
+    const l2c_tok *tok = impl;
+    (void)flags;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t id = ids[i];
+        if (id == KVL_TOK_BOS || id == KVL_TOK_EOS)
+            continue;
+        const char *p = piece_of(tok, id);
+        size_t len = (size_t)tok->length[id];
+        if (i > 0 && ids[i - 1] == KVL_TOK_BOS && len > 0 && p[0] == ' ') {
+            p++;
+            len--;
+        }
+        int b = byte_piece_value(p, len);
+        char byte = (char)b;
+        kvl_status st = b >= 0 ? kvl_strbuf_append(out, &byte, 1, err)
+                               : kvl_strbuf_append(out, p, len, err);
+        if (st != KVL_OK)
+            return st;
     }
-    int b = byte_piece_value(p, n);
-    if (b >= 0) {
-        tok->piece_buf[0] = (char)b;
-        tok->piece_buf[1] = '\0';
-        return tok->piece_buf;
-    }
-    return p;
+    return KVL_OK;
 }
+
+static const char *l2c_id_to_token(const void *impl, int32_t id)
+{
+    return piece_of(impl, id);
+}
+
+static int32_t l2c_token_to_id(const void *impl, const char *token, size_t len)
+{
+    return lookup(impl, token, len);
+}
+
+static const kvl_tokenizer_ops l2c_ops = {l2c_destroy, l2c_encode, l2c_decode,
+                                          l2c_id_to_token, l2c_token_to_id};

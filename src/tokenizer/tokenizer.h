@@ -1,0 +1,46 @@
+/*
+ * Internal tokenizer interface.  src/tokenizer/tokenizer.c implements the
+ * public kvl_tokenizer_* calls once, on top of a small table of functions
+ * that each format (llama2.c tokenizer.bin, HF tokenizer.json,
+ * SentencePiece) provides.
+ */
+#ifndef KVL_TOKENIZER_TOKENIZER_H
+#define KVL_TOKENIZER_TOKENIZER_H
+
+#include "core/buf.h"
+#include "kvlab.h"
+
+typedef struct kvl_tokenizer_ops {
+    /* Frees tok->impl (not tok itself). */
+    void (*destroy)(void *impl);
+    /* Appends the ids of text[0..len) to out, honouring KVL_ENCODE_*. */
+    kvl_status (*encode)(const void *impl, const char *text, size_t len,
+                         unsigned flags, kvl_idbuf *out, kvl_error *err);
+    /* Appends the decoded text of ids (all valid) to out (KVL_DECODE_*). */
+    kvl_status (*decode)(const void *impl, const int32_t *ids, size_t n,
+                         unsigned flags, kvl_strbuf *out, kvl_error *err);
+    /* Stored vocabulary entry of id (valid), or NULL. */
+    const char *(*id_to_token)(const void *impl, int32_t id);
+    /* Id of an entry or added token, or -1. */
+    int32_t (*token_to_id)(const void *impl, const char *token, size_t len);
+} kvl_tokenizer_ops;
+
+struct kvl_tokenizer {
+    const kvl_tokenizer_ops *ops;
+    void *impl;
+    kvl_tokenizer_kind kind;
+    int32_t vocab_size;
+    int32_t bos_id, eos_id;   /* -1 when none */
+    kvl_strbuf piece;         /* kvl_tokenizer_decode_piece's result */
+};
+
+/* Format loaders: each fills *t (ops, impl, kind, vocab_size, bos, eos) or
+ * returns an error with a message naming the file. */
+kvl_status kvl_llama2c_tokenizer_open(const char *path, int32_t vocab_size,
+                                      kvl_tokenizer *t, kvl_error *err);
+kvl_status kvl_hf_tokenizer_open(const char *path, kvl_tokenizer *t,
+                                 kvl_error *err);
+kvl_status kvl_sp_tokenizer_open(const char *path, kvl_tokenizer *t,
+                                 kvl_error *err);
+
+#endif
