@@ -252,7 +252,9 @@ kvl_status kvl_cache_shift(kvl_cache *cache, int32_t delta, kvl_error *err);
 
 /*
  * Checks that the cache can be used with the model: same geometry and rope
- * always; same fingerprint unless `force` is non-zero.
+ * always (KVL_ERR_MISMATCH saying what differs); same fingerprint unless
+ * `force` is non-zero or the cache's fingerprint is empty ("": a cache
+ * built by hand, not by a model).
  */
 kvl_status kvl_cache_check_model(const kvl_cache *cache,
                                  const kvl_model *model, int force,
@@ -420,6 +422,45 @@ int32_t kvl_tokenizer_token_to_id(const kvl_tokenizer *tok, const char *token);
 
 /* Frees memory that a kvl_* call returned to the caller. */
 void kvl_free(void *ptr);
+
+/*
+ * Trains a byte-level BPE tokenizer (docs/tokenizer-training.md) on UTF-8
+ * text files (plain or zstd-compressed) and writes out_dir/tokenizer.json
+ * and out_dir/tokenizer_config.json, loadable by kvl_tokenizer_load and by
+ * Hugging Face `tokenizers`.  Zero-initialised options give the defaults
+ * except vocab_size, which is required.
+ */
+typedef struct kvl_bpe_train_options {
+    int32_t vocab_size;       /* ids in all, special tokens included;
+                                 >= 256 + number of special tokens         */
+    const char *pretokenizer; /* split regex: "qwen" (NULL = default) or
+                                 "gpt2"                                    */
+    int64_t min_frequency;    /* stop when the best pair is seen fewer
+                                 times (0 = no limit)                      */
+    const char *const *special_tokens; /* NULL = <|endoftext|>,
+                                 <|im_start|>, <|im_end|>                  */
+    size_t n_special;         /* entries of special_tokens                 */
+    int32_t n_threads;        /* 0 = OpenMP default                        */
+    int32_t no_nfc;           /* 1: no NFC normaliser (default: NFC)       */
+} kvl_bpe_train_options;
+
+typedef struct kvl_bpe_train_stats {
+    int64_t bytes;            /* corpus bytes read (after decompression)   */
+    int64_t words;            /* pre-tokens counted                        */
+    int64_t unique_words;
+    int32_t vocab_size;       /* ids written (less than asked when the
+                                 corpus ran out of pairs)                  */
+    int32_t n_merges;
+    double seconds_count;     /* reading + pre-tokenising + counting       */
+    double seconds_merge;     /* the merge loop                            */
+} kvl_bpe_train_stats;
+
+/* stats may be NULL. */
+kvl_status kvl_tokenizer_train_bpe(const kvl_bpe_train_options *options,
+                                   const char *const *files, size_t n_files,
+                                   const char *out_dir,
+                                   kvl_bpe_train_stats *stats,
+                                   kvl_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Chat templates                                                            */

@@ -66,9 +66,12 @@ enum cli_opt {
     "                       (used as given: no BOS is added).\n"             \
     "  --prompt TEXT        text, encoded with the tokenizer; BOS is\n"      \
     "                       prepended unless --no-bos.\n"                    \
-    "  --tokenizer PATH     llama2.c tokenizer.bin.  Default: tokenizer.bin\n" \
-    "                       in a model folder; for a .bin model the\n"       \
-    "                       tok<vocab>.bin (or only tok*.bin) beside it.\n"  \
+    "  --tokenizer PATH     tokenizer file (tokenizer.json, *.model,\n"      \
+    "                       llama2.c tokenizer.bin) or a folder holding\n"   \
+    "                       one.  Default: the model folder's tokenizer.json,\n" \
+    "                       tokenizer.model or tokenizer.bin; for a .bin\n"  \
+    "                       model the tok<vocab>.bin (or only tok*.bin)\n"   \
+    "                       beside it.\n"                                    \
     "  --no-bos             do not prepend BOS to --prompt.\n"               \
     "  --threads N          worker threads (default 0 = OpenMP default).\n"
 
@@ -158,8 +161,10 @@ typedef struct cli_model {
 int cli_model_open(const char *model_path, cli_model *m);
 void cli_model_close(cli_model *m);
 
-/* The tokenizer named by --tokenizer, else the default beside the model.
- * With required == 0 a missing default gives *out = NULL and CLI_OK. */
+/* The tokenizer named by --tokenizer (a file, or a folder holding
+ * tokenizer.json, tokenizer.model or tokenizer.bin), else the default of
+ * the model (m may be NULL when --tokenizer is given).  With required == 0
+ * a missing default gives *out = NULL and CLI_OK. */
 int cli_tokenizer_open(const cli_input *in, const cli_model *m, int required,
                        kvl_tokenizer **out);
 
@@ -277,5 +282,8 @@ int cmd_cache_save(int argc, char **argv);
 int cmd_cache_load(int argc, char **argv);
 int cmd_cache_slice(int argc, char **argv);
 int cmd_cache_reposition(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv); /* cmd_tokenizer_train.c */
+int cmd_tokenize(int argc, char **argv);   /* cmd_tokenize.c */
+int cmd_detokenize(int argc, char **argv); /* cmd_tokenize.c */
 
 #endif

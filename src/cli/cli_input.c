@@ -150,8 +150,16 @@ static int find_unique_tok_bin(const char *dir, const char *model_base,
 static int default_tokenizer(const cli_model *m, char *out, size_t cap)
 {
     if (is_directory(m->path)) {
-        snprintf(out, cap, "%s/tokenizer.bin", m->path);
-        return path_exists(out);
+        /* The order of kvl_tokenizer_load for a folder. */
+        static const char *const names[] = {"tokenizer.json",
+                                            "tokenizer.model",
+                                            "tokenizer.bin"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            snprintf(out, cap, "%s/%s", m->path, names[i]);
+            if (path_exists(out))
+                return 1;
+        }
+        return 0;
     }
     /* Look beside the real file: models/default may be a symlink to
      * models/stories260K/stories260K.bin. */
@@ -181,16 +189,26 @@ int cli_tokenizer_open(const cli_input *in, const cli_model *m, int required,
     *out = NULL;
     if (in->tokenizer_path) {
         snprintf(path, sizeof path, "%s", in->tokenizer_path);
+    } else if (!m) {
+        return cli_failf("no tokenizer given: pass --tokenizer PATH");
     } else if (!default_tokenizer(m, path, sizeof path)) {
         if (!required)
             return CLI_OK;
+        if (is_directory(m->path))
+            return cli_failf("no tokenizer found for model '%s' (looked for "
+                             "tokenizer.json, tokenizer.model and "
+                             "tokenizer.bin in it): pass --tokenizer PATH",
+                             m->path);
         return cli_failf("no tokenizer found for model '%s' (looked for "
-                         "tokenizer.bin, tok%" PRId32 ".bin or a single "
+                         "tok%" PRId32 ".bin, tokenizer.bin or a single "
                          "tok*.bin beside it): pass --tokenizer PATH",
                          m->path, m->info.vocab_size);
     }
     kvl_error err = {0};
-    if (kvl_tokenizer_load(path, m->info.vocab_size, out, &err) != KVL_OK) {
+    /* The model's vocabulary size sizes a llama2.c tokenizer.bin (which
+     * does not store it); without a model the file is read to its end. */
+    int32_t vocab = m ? m->info.vocab_size : 0;
+    if (kvl_tokenizer_load(path, vocab, out, &err) != KVL_OK) {
         if (strstr(err.message, path))
             return cli_fail(&err);
         return cli_failf("cannot load tokenizer '%s': %s", path,

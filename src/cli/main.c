@@ -18,6 +18,10 @@ static const command commands[] = {
                              "and K/V norms"},
     {"cache", cmd_cache, "work with cache files (.kvc): info, save, load, "
                          "slice, reposition"},
+    {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer "
+                                 "(tokenizer train)"},
+    {"tokenize", cmd_tokenize, "text on stdin to token ids"},
+    {"detokenize", cmd_detokenize, "token ids on stdin to text"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

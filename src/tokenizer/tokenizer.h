@@ -10,6 +10,13 @@
 #include "core/buf.h"
 #include "kvlab.h"
 
+/* Internal decode flag (never in kvlab.h): byte pieces are output as raw
+ * bytes even when they do not form whole UTF-8 characters, instead of the
+ * format's own rendering of malformed bytes (SentencePiece: U+FFFD), so
+ * that streamed pieces concatenate to the text.  Formats that output raw
+ * bytes anyway ignore it. */
+#define KVL_DECODE_RAW_BYTES (1u << 16)
+
 typedef struct kvl_tokenizer_ops {
     /* Frees tok->impl (not tok itself). */
     void (*destroy)(void *impl);
