@@ -44,7 +44,10 @@ enum cli_opt {
     OPT_DTYPE,
     OPT_LAYERS,
     OPT_DELTA,
-    OPT_START
+    OPT_START,
+    OPT_CHAT,
+    OPT_SYSTEM,
+    OPT_CHAT_TEMPLATE
 };
 
 /* getopt_long entries shared by every command that runs a prompt. */
@@ -194,6 +197,10 @@ typedef struct cli_generate_args {
     int force;
     const char *save_cache;    /* --save-cache                           */
     kvl_dtype save_dtype;
+    const char *chat;          /* --chat TEXT: one user turn (generate)   */
+    const char *system;        /* --system TEXT (with --chat)             */
+    kvl_chat_family chat_family; /* --chat-template (default: auto)      */
+    int chat_family_given;
 } cli_generate_args;
 
 void cli_generate_defaults(cli_generate_args *a);

@@ -242,8 +242,9 @@ static int encode_prompt(const char *text, kvl_tokenizer *tok, int add_bos,
             return cli_failf("out of memory encoding the prompt");
         kvl_error err = {0};
         int32_t need = 0;
-        kvl_status st = kvl_tokenizer_encode(tok, text, add_bos, v, cap,
-                                             &need, &err);
+        kvl_status st = kvl_tokenizer_encode(
+            tok, text, add_bos ? KVL_ENCODE_ADD_SPECIAL : 0u, v, cap, &need,
+            &err);
         if (st == KVL_OK) {
             *ids = v;
             *n = need;

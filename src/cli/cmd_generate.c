@@ -2,13 +2,16 @@
 #include "cli/cli.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char generate_help[] =
-    "Usage: kvlab generate [--model PATH] [--tokens LIST | --prompt TEXT]\n"
+    "Usage: kvlab generate [--model PATH] [--tokens LIST | --prompt TEXT |\n"
+    "                      --chat TEXT [--system TEXT] [--chat-template F]]\n"
     "                      [-n N] [--temp T] [--top-p P] [--top-k K]\n"
     "                      [--seed S] [--ids] [--cache FILE.kvc [--force]]\n"
     "                      [--save-cache FILE.kvc]\n"
@@ -24,7 +27,24 @@ static const char generate_help[] =
     "tokens the cache's last token is re-run at its own position to get the\n"
     "next-token logits (see 'kvlab cache load --help').\n"
     "\n"
-    "Options:\n" CLI_INPUT_HELP CLI_SAMPLING_HELP
+    "Chat: --chat TEXT renders a conversation of one user turn (after\n"
+    "--system TEXT, if given) with the model's chat template, as\n"
+    "transformers' apply_chat_template(..., add_generation_prompt=True)\n"
+    "does, and encodes it as it stands (the template writes BOS itself where\n"
+    "the family uses one).  The template is recognised from the\n"
+    "tokenizer_config.json beside --tokenizer, else in the model folder (or\n"
+    "beside the model file); --chat-template FAMILY forces one of chatml,\n"
+    "qwen3, llama2, llama3, zephyr (then no tokenizer_config.json is\n"
+    "needed).\n"
+    "\n"
+    "Options:\n" CLI_INPUT_HELP
+    "  --chat TEXT          the user's message, rendered with the chat\n"
+    "                       template (instead of --prompt / --tokens).\n"
+    "  --system TEXT        a system message before it (with --chat).\n"
+    "  --chat-template F    template family: auto (default: from\n"
+    "                       tokenizer_config.json), chatml, qwen3, llama2,\n"
+    "                       llama3, zephyr.\n"
+    CLI_SAMPLING_HELP
     "  --cache FILE         start from a saved cache (its fingerprint must\n"
     "                       match the model's unless --force).\n"
     "  --force              skip the fingerprint check of --cache (geometry\n"
@@ -34,7 +54,8 @@ static const char generate_help[] =
     "Examples:\n"
     "  kvlab generate -m stories260K.bin --prompt 'Once upon a time' -n 40\n"
     "  kvlab generate -m stories260K.bin --tokens 1,403,407 --temp 0 --ids\n"
-    "  kvlab generate -m stories260K.bin --cache a.kvc --prompt ' and' -n 20\n";
+    "  kvlab generate -m stories260K.bin --cache a.kvc --prompt ' and' -n 20\n"
+    "  kvlab generate -m Qwen3-0.6B --chat 'Name three colours.' -n 100\n";
 
 void cli_generate_defaults(cli_generate_args *a)
 {
@@ -306,6 +327,72 @@ static int run_loaded(const cli_generate_args *a, const cli_model *m,
     return rc;
 }
 
+/* ---- chat ------------------------------------------------------------------------ */
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The tokenizer_config.json that holds the chat template: in (or beside)
+ * --tokenizer, else in the model folder or beside the model file.
+ * Returns 1 with its path in out, 0 when there is none (the folder looked
+ * in is then in out). */
+static int chat_config_path(const cli_generate_args *a, const cli_model *m,
+                            char *out, size_t cap)
+{
+    const char *base = a->in.tokenizer_path ? a->in.tokenizer_path : m->path;
+    char dir[PATH_MAX];
+    if (is_dir(base)) {
+        snprintf(dir, sizeof dir, "%s", base);
+    } else {
+        if (!realpath(base, dir))
+            snprintf(dir, sizeof dir, "%s", base);
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            snprintf(dir, sizeof dir, ".");
+        else if (slash == dir)
+            dir[1] = '\0'; /* "/x" lies in "/" */
+        else
+            *slash = '\0';
+    }
+    snprintf(out, cap, "%s/tokenizer_config.json", dir);
+    struct stat st;
+    if (stat(out, &st) == 0 && S_ISREG(st.st_mode))
+        return 1;
+    snprintf(out, cap, "%s", dir);
+    return 0;
+}
+
+/* The --chat conversation rendered with the chat template: *text is
+ * kvl_free'd by the caller. */
+static int render_chat(const cli_generate_args *a, const cli_model *m,
+                       char **text)
+{
+    char config[PATH_MAX + 32];
+    int have = chat_config_path(a, m, config, sizeof config);
+    if (!have && a->chat_family == KVL_CHAT_AUTO)
+        return cli_failf("--chat: no tokenizer_config.json in '%s' to take "
+                         "the chat template from: pass --chat-template "
+                         "FAMILY (chatml, qwen3, llama2, llama3, zephyr)",
+                         config);
+    kvl_chat_message msgs[2];
+    size_t n = 0;
+    if (a->system)
+        msgs[n++] = (kvl_chat_message){"system", a->system};
+    msgs[n++] = (kvl_chat_message){"user", a->chat};
+    kvl_error err = {0};
+    if (kvl_chat_render(have ? config : NULL, a->chat_family, msgs, n, 1,
+                        text, &err) != KVL_OK)
+        return cli_fail(&err);
+    if (a->verbose)
+        fprintf(stderr, "chat prompt (%s template%s%s):\n%s\n",
+                kvl_chat_family_name(a->chat_family), have ? " of " : "",
+                have ? config : "", *text);
+    return CLI_OK;
+}
+
 int cli_generate_run(const char *cmd, cli_generate_args *a)
 {
     cli_model m;
@@ -319,14 +406,27 @@ int cli_generate_run(const char *cmd, cli_generate_args *a)
     if (rc != CLI_OK)
         return rc;
     /* Text output needs the tokenizer even when ids come from --tokens. */
-    int need_tok = a->in.prompt != NULL || !a->ids;
+    int need_tok = a->in.prompt != NULL || a->chat != NULL || !a->ids;
     rc = cli_tokenizer_open(&a->in, &m, need_tok, &tok);
-    /* After a cache the prompt continues text: no BOS, and no BOS-only
-     * start (the cache's last token is the start). */
-    if (rc == CLI_OK)
+    char *chat_text = NULL;
+    if (rc == CLI_OK && a->chat) {
+        /* The rendered conversation is the prompt, encoded without
+         * KVL_ENCODE_ADD_SPECIAL: the template wrote BOS where its family
+         * has one. */
+        rc = render_chat(a, &m, &chat_text);
+        if (rc == CLI_OK) {
+            cli_input in = a->in;
+            in.prompt = chat_text;
+            rc = cli_input_ids(cmd, &in, &m, tok, 0, 0, &ids, &n);
+        }
+    } else if (rc == CLI_OK) {
+        /* After a cache the prompt continues text: no BOS, and no BOS-only
+         * start (the cache's last token is the start). */
         rc = cli_input_ids(cmd, &a->in, &m, tok,
                            !a->in.no_bos && !a->cache_path, !a->cache_path,
                            &ids, &n);
+    }
+    kvl_free(chat_text);
     if (rc == CLI_OK)
         rc = run_loaded(a, &m, tok, ids, n);
     free(ids);
@@ -342,6 +442,9 @@ int cmd_generate(int argc, char **argv)
         CLI_SAMPLING_LONG_OPTIONS,
         {"cache", required_argument, NULL, OPT_CACHE},
         {"force", no_argument, NULL, OPT_FORCE},
+        {"chat", required_argument, NULL, OPT_CHAT},
+        {"system", required_argument, NULL, OPT_SYSTEM},
+        {"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *cmd = argv[0];
@@ -362,6 +465,24 @@ int cmd_generate(int argc, char **argv)
                 a.cache_path = optarg;
                 continue;
             }
+            if (opt == OPT_CHAT) {
+                a.chat = optarg;
+                continue;
+            }
+            if (opt == OPT_SYSTEM) {
+                a.system = optarg;
+                continue;
+            }
+            if (opt == OPT_CHAT_TEMPLATE) {
+                if (kvl_chat_family_parse(optarg, &a.chat_family) != KVL_OK)
+                    return cli_usage(cmd,
+                                     "invalid value for --chat-template: "
+                                     "'%s' (auto, chatml, qwen3, llama2, "
+                                     "llama3 or zephyr)",
+                                     optarg);
+                a.chat_family_given = 1;
+                continue;
+            }
             return cli_try_help(cmd); /* '?': getopt printed the problem */
         }
         if (rc != CLI_OK)
@@ -372,5 +493,14 @@ int cmd_generate(int argc, char **argv)
         rc = cli_input_check(cmd, &a.in, 0);
     if (rc == CLI_OK && a.force && !a.cache_path)
         rc = cli_usage(cmd, "--force only applies with --cache");
+    if (rc == CLI_OK && a.chat && (a.in.prompt || a.in.tokens))
+        rc = cli_usage(cmd, "--chat replaces --prompt and --tokens: give one "
+                       "of them");
+    if (rc == CLI_OK && a.chat && a.cache_path)
+        rc = cli_usage(cmd, "--chat starts a new conversation: it cannot "
+                       "follow --cache");
+    if (rc == CLI_OK && !a.chat && (a.system || a.chat_family_given))
+        rc = cli_usage(cmd, "%s only applies with --chat",
+                       a.system ? "--system" : "--chat-template");
     return rc == CLI_OK ? cli_generate_run(cmd, &a) : rc;
 }

@@ -54,6 +54,7 @@ static const char main_help_tail[] =
     "  kvlab generate -m stories260K.bin --prompt 'Once upon a time' -n 50\n"
     "  kvlab cache save -m stories260K.bin --prompt 'Once upon' -o a.kvc\n"
     "  kvlab cache load -m stories260K.bin a.kvc -n 20 --temp 0\n"
+    "  printf 'Once upon a time' | kvlab tokenize --tokenizer tok512.bin\n"
     "\n"
     "Reference: docs/cli.md\n";
 

@@ -32,7 +32,12 @@
  *     with the highest score is merged (ties: the leftmost pair), through a
  *     heap of candidate pairs with lazy invalidation, O(n log n); a symbol
  *     that is an UNUSED piece is split back into the two symbols whose
- *     last-recorded merge built it ("resegment").
+ *     last-recorded merge built it ("resegment").  Two speed-ups that
+ *     leave every merge unchanged: the symbols are cut into runs at places
+ *     where no piece holds the two neighbouring characters (for Llama 2:
+ *     before every "▁" that follows another character), each run merged
+ *     with its own small heap; and pieces are hashed polynomially, so the
+ *     hash of a pair is computed from its halves' in O(1).
  *  3. PopulateSentencePieceText: each symbol becomes PieceToId(symbol);
  *     an unknown symbol becomes its UTF-8 bytes as "<0xXX>" pieces with
  *     byte_fallback, else consecutive unknown symbols become one <unk>.
@@ -47,8 +52,14 @@
  * malformed byte in them becomes U+FFFD, every "▁" becomes " ", and the
  * first piece that starts with "▁" while nothing visible was output yet
  * loses that "▁" (the dummy prefix; only when add_dummy_prefix or
- * remove_extra_whitespaces).  KVL_DECODE_SKIP_SPECIAL also drops the
- * UNKNOWN piece (transformers' skip_special_tokens drops <unk>).
+ * remove_extra_whitespaces; with remove_extra_whitespaces every such
+ * leading piece loses it).  KVL_DECODE_SKIP_SPECIAL drops CONTROL and
+ * UNKNOWN pieces before decoding (transformers' skip_special_tokens drops
+ * <s>, </s> and <unk>); the internal KVL_DECODE_RAW_BYTES (used by
+ * kvl_tokenizer_decode_piece) outputs byte pieces as raw bytes instead.
+ *
+ * The tokenizer is read-only after loading: encode and decode allocate
+ * their working memory per call.
  */
 #include "core/error.h"
 #include "tokenizer/sp_proto.h"
@@ -77,9 +88,10 @@ typedef struct sp_tok {
     uint8_t *type;              /* [n] KVL_SP_*                            */
     int32_t *canon;             /* [n] PieceToId(piece i): i unless a      */
                                 /*     reserved piece has the same text    */
-    int32_t *pieces_tab;        /* hash: id + 1 of NORMAL/USER/UNUSED      */
-    int32_t *reserved_tab;      /* hash: id + 1 of UNKNOWN/CONTROL/BYTE    */
+    uint64_t *pieces_tab;       /* hash: NORMAL/USER/UNUSED, see tab_entry */
+    uint64_t *reserved_tab;     /* hash: UNKNOWN/CONTROL/BYTE              */
     size_t tab_mask;
+    uint64_t *pow;              /* [max_piece_len + 1] SP_HASH_MUL^k       */
     int32_t max_piece_len;      /* longest piece in the pieces map         */
     int32_t unk_id;             /* the UNKNOWN piece                       */
     int32_t bos_id, eos_id;     /* PieceToId(bos/eos piece) if CONTROL     */
@@ -92,20 +104,40 @@ typedef struct sp_tok {
     int32_t user_lens[32];      /* distinct lengths of USER_DEFINED pieces, */
     int n_user_lens;            /* longest first (0: none)                  */
     int32_t *user_lens_big;     /* when more than 32 distinct lengths       */
+    uint64_t *bigrams;          /* set of adjacent character pairs inside  */
+    size_t bigram_mask;         /* pieces of the pieces map (0 = empty)    */
 } sp_tok;
 
 /* ------------------------------------------------------------------------ */
 /* Hashing and lookups                                                       */
 /* ------------------------------------------------------------------------ */
 
+/* Piece hashes are polynomial, h(s) = sum (s[i] + 1) * M^(n-1-i) mod 2^64,
+ * so that the hash of two neighbouring symbols' concatenation is
+ * h(a) * M^|b| + h(b): pair look-ups cost O(1) whatever the lengths. */
+#define SP_HASH_MUL 0x100000001b3ull
+
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h ^ (h >> 29);
+    uint64_t h = 0;
+    for (size_t i = 0; i < n; i++)
+        h = h * SP_HASH_MUL + (unsigned char)s[i] + 1;
+    return h;
+}
+
+static uint64_t hash_mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+/* A table slot: the high 32 bits of the mixed hash, then id + 1 (0 =
+ * empty), so that most mismatches are rejected without reading the piece. */
+static uint64_t tab_entry(uint64_t mixed, int32_t id)
+{
+    return (mixed & 0xffffffff00000000ull) | (uint32_t)(id + 1);
 }
 
 static const char *piece_of(const sp_tok *t, int32_t id)
@@ -113,34 +145,46 @@ static const char *piece_of(const sp_tok *t, int32_t id)
     return t->arena + t->offset[id];
 }
 
-static int32_t tab_lookup(const sp_tok *t, const int32_t *tab, const char *s,
-                          size_t n)
+/* Id of the piece s[0..n) whose hash_bytes is h in table tab, or -1. */
+static int32_t tab_lookup_h(const sp_tok *t, const uint64_t *tab, const char *s,
+                            size_t n, uint64_t h)
 {
-    size_t i = (size_t)hash_bytes(s, n) & t->tab_mask;
+    uint64_t mixed = hash_mix(h);
+    uint64_t tag = mixed & 0xffffffff00000000ull;
+    size_t i = (size_t)mixed & t->tab_mask;
     for (;;) {
-        int32_t e = tab[i];
+        uint64_t e = tab[i];
         if (e == 0)
             return -1;
-        int32_t id = e - 1;
-        if ((size_t)t->length[id] == n && memcmp(piece_of(t, id), s, n) == 0)
-            return id;
+        if ((e & 0xffffffff00000000ull) == tag) {
+            int32_t id = (int32_t)(uint32_t)e - 1;
+            if ((size_t)t->length[id] == n && memcmp(piece_of(t, id), s, n) == 0)
+                return id;
+        }
         i = (i + 1) & t->tab_mask;
     }
 }
 
+static int32_t tab_lookup(const sp_tok *t, const uint64_t *tab, const char *s,
+                          size_t n)
+{
+    return tab_lookup_h(t, tab, s, n, hash_bytes(s, n));
+}
+
 /* Inserts id; returns the id of an equal piece already there, else -1. */
-static int32_t tab_insert(sp_tok *t, int32_t *tab, int32_t id)
+static int32_t tab_insert(sp_tok *t, uint64_t *tab, int32_t id)
 {
     const char *s = piece_of(t, id);
     size_t n = (size_t)t->length[id];
-    size_t i = (size_t)hash_bytes(s, n) & t->tab_mask;
+    uint64_t mixed = hash_mix(hash_bytes(s, n));
+    size_t i = (size_t)mixed & t->tab_mask;
     for (;;) {
-        int32_t e = tab[i];
+        uint64_t e = tab[i];
         if (e == 0) {
-            tab[i] = id + 1;
+            tab[i] = tab_entry(mixed, id);
             return -1;
         }
-        int32_t other = e - 1;
+        int32_t other = (int32_t)(uint32_t)e - 1;
         if ((size_t)t->length[other] == n && memcmp(piece_of(t, other), s, n) == 0)
             return other;
         i = (i + 1) & t->tab_mask;
@@ -215,6 +259,36 @@ static size_t one_char_len(unsigned char c)
     return len[c >> 4];
 }
 
+/* The bytes of one character (1..4 bytes) packed into 32 bits; distinct
+ * characters give distinct values (continuation bytes are never 0). */
+static uint32_t pack_char(const char *s, size_t n)
+{
+    uint32_t v = 0;
+    for (size_t k = 0; k < n && k < 4; k++)
+        v |= (uint32_t)(unsigned char)s[k] << (8 * k);
+    return v;
+}
+
+static uint64_t bigram_slot(uint64_t key)
+{
+    key ^= key >> 31;
+    key *= 0x9E3779B97F4A7C15ull;
+    return key ^ (key >> 29);
+}
+
+static int bigram_has(const sp_tok *t, uint64_t key)
+{
+    size_t i = (size_t)bigram_slot(key) & t->bigram_mask;
+    for (;;) {
+        uint64_t e = t->bigrams[i];
+        if (e == key)
+            return 1;
+        if (e == 0)
+            return 0;
+        i = (i + 1) & t->bigram_mask;
+    }
+}
+
 /* 0..255 for a "<0xHH>" piece (upper-case hex, as ByteToPiece writes and
  * PieceToByte accepts), else -1. */
 static int byte_piece_value(const char *p, size_t n)
@@ -255,6 +329,8 @@ static void sp_destroy(void *impl)
     free(t->reserved_tab);
     free(t->unk_surface);
     free(t->user_lens_big);
+    free(t->bigrams);
+    free(t->pow);
     free(t);
 }
 
@@ -378,7 +454,7 @@ static kvl_status build_maps(const char *path, sp_tok *t,
         if (isnan(t->score[i]))
             return kvl_fail(err, KVL_ERR_FORMAT,
                             "file '%s': piece %d has a NaN score", path, i);
-        int32_t *tab = is_normal_type(type) ? t->pieces_tab : t->reserved_tab;
+        uint64_t *tab = is_normal_type(type) ? t->pieces_tab : t->reserved_tab;
         int32_t dup = tab_insert(t, tab, i);
         if (dup >= 0)
             return kvl_fail(err, KVL_ERR_FORMAT,
@@ -471,6 +547,49 @@ static kvl_status collect_user_lens(sp_tok *t, kvl_error *err)
     return KVL_OK;
 }
 
+/* The set of pairs of adjacent characters (cut as the encoder cuts text
+ * into symbols) inside the pieces BPE may build.  Two neighbouring symbols
+ * whose pair is not in it can never end up in one piece, so the encoder
+ * merges the runs between such places independently: the very same merges,
+ * with smaller heaps. */
+static kvl_status collect_bigrams(sp_tok *t, kvl_error *err)
+{
+    size_t count = 0;
+    for (int32_t i = 0; i < t->n; i++)
+        if (is_normal_type(t->type[i]) && t->length[i] > 1)
+            count += (size_t)t->length[i] - 1; /* upper bound */
+    size_t size = 16;
+    while (size < 2 * count + 2)
+        size *= 2;
+    t->bigrams = calloc(size, sizeof *t->bigrams);
+    if (!t->bigrams)
+        return kvl_fail(err, KVL_ERR_NOMEM, "out of memory for the pair set");
+    t->bigram_mask = size - 1;
+    for (int32_t i = 0; i < t->n; i++) {
+        if (!is_normal_type(t->type[i]))
+            continue;
+        const char *p = piece_of(t, i);
+        size_t n = (size_t)t->length[i], pos = 0;
+        size_t l1 = one_char_len((unsigned char)p[0]);
+        if (l1 > n)
+            l1 = n;
+        while (pos + l1 < n) {
+            size_t l2 = one_char_len((unsigned char)p[pos + l1]);
+            if (l2 > n - pos - l1)
+                l2 = n - pos - l1;
+            uint64_t key = (uint64_t)pack_char(p + pos, l1) << 32 |
+                           pack_char(p + pos + l1, l2);
+            size_t k = (size_t)bigram_slot(key) & t->bigram_mask;
+            while (t->bigrams[k] != 0 && t->bigrams[k] != key)
+                k = (k + 1) & t->bigram_mask;
+            t->bigrams[k] = key;
+            pos += l1;
+            l1 = l2;
+        }
+    }
+    return KVL_OK;
+}
+
 static const kvl_tokenizer_ops sp_ops;
 
 kvl_status kvl_sp_tokenizer_open(const char *path, kvl_tokenizer *out,
@@ -481,6 +600,11 @@ kvl_status kvl_sp_tokenizer_open(const char *path, kvl_tokenizer *out,
     kvl_status st = read_whole_file(path, &data, &size, err);
     if (st != KVL_OK)
         return st;
+    if (size == 0) {
+        free(data);
+        return kvl_fail(err, KVL_ERR_FORMAT,
+                        "file '%s': empty file, not a SentencePiece model", path);
+    }
     kvl_sp_model_proto m;
     st = kvl_sp_proto_parse(data, size, &m, err);
     if (st != KVL_OK) {
@@ -543,8 +667,17 @@ kvl_status kvl_sp_tokenizer_open(const char *path, kvl_tokenizer *out,
     t->remove_extra_ws = m.normalizer.remove_extra_whitespaces;
     t->escape_ws = m.normalizer.escape_whitespaces;
     if ((st = build_maps(path, t, &m, err)) != KVL_OK ||
-        (st = collect_user_lens(t, err)) != KVL_OK)
+        (st = collect_user_lens(t, err)) != KVL_OK ||
+        (st = collect_bigrams(t, err)) != KVL_OK)
         goto fail_tok;
+    t->pow = malloc(((size_t)t->max_piece_len + 1) * sizeof *t->pow);
+    if (!t->pow) {
+        st = kvl_fail(err, KVL_ERR_NOMEM, "file '%s': out of memory", path);
+        goto fail_tok;
+    }
+    t->pow[0] = 1;
+    for (int32_t k = 1; k <= t->max_piece_len; k++)
+        t->pow[k] = t->pow[k - 1] * SP_HASH_MUL;
     for (int32_t i = 0; i < t->n; i++)
         t->canon[i] = piece_to_id(t, piece_of(t, i), (size_t)t->length[i]);
     for (int b = 0; b < 256; b++) {
@@ -676,6 +809,7 @@ typedef struct encode_state {
     const char *norm;
     int32_t *start, *len, *prev, *next, *piece; /* per symbol; piece -1:   */
     uint8_t *frozen;                             /* not merged              */
+    uint64_t *hash;                              /* hash_bytes of symbol    */
     merge_cand *heap;
     size_t n_heap, cap_heap;
     rev_merge *rev;                              /* [n pieces] or NULL      */
@@ -747,7 +881,8 @@ static void maybe_add_pair(encode_state *s, int32_t l, int32_t r)
     int32_t size = s->len[l] + s->len[r];
     if (size > t->max_piece_len)
         return;
-    int32_t id = tab_lookup(t, t->pieces_tab, s->norm + s->start[l], (size_t)size);
+    uint64_t h = s->hash[l] * t->pow[s->len[r]] + s->hash[r];
+    int32_t id = tab_lookup_h(t, t->pieces_tab, s->norm + s->start[l], (size_t)size, h);
     if (id < 0)
         return;
     merge_cand c = {t->score[id], l, size, id};
@@ -811,6 +946,42 @@ static kvl_status emit_symbol(encode_state *s, int32_t start, int32_t n,
     return KVL_OK;
 }
 
+/* No piece can hold both initial symbols i - 1 and i. */
+static int no_piece_spans(const encode_state *s, int32_t i)
+{
+    if (s->frozen[i - 1] || s->frozen[i])
+        return 1;
+    uint64_t key = (uint64_t)pack_char(s->norm + s->start[i - 1],
+                                       (size_t)s->len[i - 1]) << 32 |
+                   pack_char(s->norm + s->start[i], (size_t)s->len[i]);
+    return !bigram_has(s->t, key);
+}
+
+/* bpe::Model's main loop over symbols [from, to): pushes the adjacent
+ * pairs, then merges the best pair until none is left. */
+static void merge_run(encode_state *s, int32_t from, int32_t to)
+{
+    for (int32_t i = from + 1; i < to; i++)
+        maybe_add_pair(s, i - 1, i);
+    while (s->n_heap > 0 && !s->oom) {
+        merge_cand c = heap_pop(s);
+        int32_t l = c.left, r = s->next[l];
+        /* Stale: the left was absorbed, or one side grew since the push
+         * (symbols only grow, so equal sizes mean both are unchanged). */
+        if (s->len[l] == 0 || r < 0 || s->len[l] + s->len[r] != c.size)
+            continue;
+        s->hash[l] = s->hash[l] * s->t->pow[s->len[r]] + s->hash[r];
+        s->len[l] += s->len[r];
+        s->piece[l] = c.piece;
+        s->len[r] = 0;
+        s->next[l] = s->next[r];
+        if (s->next[r] >= 0)
+            s->prev[s->next[r]] = l;
+        maybe_add_pair(s, s->prev[l], l);
+        maybe_add_pair(s, l, s->next[l]);
+    }
+}
+
 static kvl_status sp_encode(const void *impl, const char *text, size_t text_len,
                             unsigned flags, kvl_idbuf *out, kvl_error *err)
 {
@@ -846,13 +1017,15 @@ static kvl_status sp_encode(const void *impl, const char *text, size_t text_len,
     s.next = malloc(m * sizeof *s.next);
     s.piece = malloc(m * sizeof *s.piece);
     s.frozen = malloc(m);
+    s.hash = malloc(m * sizeof *s.hash);
     if (t->has_unused) {
         s.rev = calloc((size_t)t->n, sizeof *s.rev);
         stack = malloc(2 * ((size_t)t->max_piece_len + 1) * sizeof *stack);
         if (!s.rev || !stack)
             goto oom;
     }
-    if (!s.start || !s.len || !s.prev || !s.next || !s.piece || !s.frozen)
+    if (!s.start || !s.len || !s.prev || !s.next || !s.piece || !s.frozen ||
+        !s.hash)
         goto oom;
     int32_t n_sym = 0;
     for (size_t pos = 0; pos < m;) {
@@ -866,6 +1039,7 @@ static kvl_status sp_encode(const void *impl, const char *text, size_t text_len,
         s.start[n_sym] = (int32_t)pos;
         s.len[n_sym] = (int32_t)l;
         s.frozen[n_sym] = u > 0;
+        s.hash[n_sym] = hash_bytes(norm + pos, l);
         s.piece[n_sym] = -1;
         s.prev[n_sym] = n_sym - 1;
         s.next[n_sym] = pos + l < m ? n_sym + 1 : -1;
@@ -873,24 +1047,14 @@ static kvl_status sp_encode(const void *impl, const char *text, size_t text_len,
         pos += l;
     }
 
-    /* Merges, best pair first. */
-    for (int32_t i = 1; i < n_sym; i++)
-        maybe_add_pair(&s, i - 1, i);
-    while (s.n_heap > 0 && !s.oom) {
-        merge_cand c = heap_pop(&s);
-        int32_t l = c.left, r = s.next[l];
-        /* Stale: the left was absorbed, or one side grew since the push
-         * (symbols only grow, so equal sizes mean both are unchanged). */
-        if (s.len[l] == 0 || r < 0 || s.len[l] + s.len[r] != c.size)
-            continue;
-        s.len[l] += s.len[r];
-        s.piece[l] = c.piece;
-        s.len[r] = 0;
-        s.next[l] = s.next[r];
-        if (s.next[r] >= 0)
-            s.prev[s.next[r]] = l;
-        maybe_add_pair(&s, s.prev[l], l);
-        maybe_add_pair(&s, l, s.next[l]);
+    /* Merges, best pair first, run by run between places no piece spans
+     * (not with UNUSED pieces: their resegmentation uses the last pair
+     * recorded anywhere in the text, which depends on the global order). */
+    for (int32_t seg = 0, i = 1; i <= n_sym && !s.oom; i++) {
+        if (i == n_sym || (!t->has_unused && no_piece_spans(&s, i))) {
+            merge_run(&s, seg, i);
+            seg = i;
+        }
     }
     if (s.oom)
         goto oom;
@@ -916,6 +1080,7 @@ done:
     free(s.next);
     free(s.piece);
     free(s.frozen);
+    free(s.hash);
     free(s.heap);
     free(s.rev);
     free(stack);

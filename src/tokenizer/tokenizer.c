@@ -202,7 +202,8 @@ kvl_status kvl_tokenizer_decode(const kvl_tokenizer *tok, const int32_t *ids,
     return KVL_OK;
 }
 
-/* Text of id after prev: decode(prev, id) minus decode(prev) when that is a
+/* Text of id after prev, as raw bytes (no U+FFFD repair of a character
+ * split across pieces): decode(prev, id) minus decode(prev) when that is a
  * prefix (so context-dependent rules such as "no leading space after BOS"
  * apply), else decode(id) alone. */
 const char *kvl_tokenizer_decode_piece(kvl_tokenizer *tok, int32_t prev_id,
@@ -220,8 +221,8 @@ const char *kvl_tokenizer_decode_piece(kvl_tokenizer *tok, int32_t prev_id,
         kvl_strbuf_append(&first, "", 0, NULL) != KVL_OK)
         goto out;
     if (have_prev) {
-        if (tok->ops->decode(tok->impl, pair, 2, 0, &both, NULL) != KVL_OK ||
-            tok->ops->decode(tok->impl, pair, 1, 0, &first, NULL) != KVL_OK)
+        if (tok->ops->decode(tok->impl, pair, 2, KVL_DECODE_RAW_BYTES, &both, NULL) != KVL_OK ||
+            tok->ops->decode(tok->impl, pair, 1, KVL_DECODE_RAW_BYTES, &first, NULL) != KVL_OK)
             goto out;
         if (first.n <= both.n && memcmp(first.s, both.s, first.n) == 0) {
             if (kvl_strbuf_append(&tok->piece, both.s + first.n, both.n - first.n,
@@ -230,7 +231,7 @@ const char *kvl_tokenizer_decode_piece(kvl_tokenizer *tok, int32_t prev_id,
             goto out;
         }
     }
-    if (tok->ops->decode(tok->impl, &id, 1, 0, &tok->piece, NULL) == KVL_OK)
+    if (tok->ops->decode(tok->impl, &id, 1, KVL_DECODE_RAW_BYTES, &tok->piece, NULL) == KVL_OK)
         result = tok->piece.s;
 out:
     kvl_strbuf_free(&both);
