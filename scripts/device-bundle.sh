@@ -112,6 +112,9 @@ chmod +x "$out/run"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
   echo "built: $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -m), $(ldd --version | head -n1)"
   echo "flags: Release, -O3 -march=$march (KVL_NATIVE=OFF), $(gcc --version | head -n1)"
+  if ! git diff --quiet HEAD 2>/dev/null; then
+    echo "uncommitted changes to: $(git diff --name-only HEAD | tr '\n' ' ')"
+  fi
   echo "programs: $(ls "$out/bin" | tr '\n' ' ')"
   echo "libraries:"
   printf '%s' "$manifest_libs"

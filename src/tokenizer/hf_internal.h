@@ -35,7 +35,7 @@
 #include "core/buf.h"
 #include "kvlab.h"
 
-#define HF_MAX_ID (1 << 24)       /* ids above this are refused            */
+#define HF_MAX_ID (1 << 22)       /* ids from 4M on are refused (real vocabularies stay below 300k) */
 #define HF_MAX_STEPS 32           /* normalizer / pre-tokenizer / decoder  */
 
 /* ------------------------------------------------------------------------ */

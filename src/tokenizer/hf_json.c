@@ -578,10 +578,20 @@ kvl_status hf_file_each_merge(const hf_file *f, const char *path,
     size_t i = f->merges_b + 1, index = 0, element = 0;
     kvl_strbuf a = {0}, b = {0};
     kvl_status st = KVL_OK;
+    char form = 0; /* '"' or '[': tokenizers refuses a mix of the two */
     ws(s, &i);
     if (s[i] == ']')
         goto done;
     for (;; element++) {
+        if (!form)
+            form = s[i];
+        if ((s[i] == '"' || s[i] == '[') && s[i] != form) {
+            st = kvl_fail(err, KVL_ERR_FORMAT,
+                          "file '%s': model.merges[%zu]: merges must all be "
+                          "\"a b\" strings or all [\"a\", \"b\"] pairs, not a mix",
+                          path, element);
+            goto done;
+        }
         if (s[i] == '"') {
             /* "a b": exactly one space (tokenizers' legacy format) */
             if ((st = decode_string(s, &i, &a, err)) != KVL_OK)

@@ -718,7 +718,7 @@ static void cache_put(hf_bpe_state *s, const char *p, size_t n, uint64_t h,
         return;
     /* grow the slot table at half load */
     if (2 * (s->n_ent + 1) > (s->slots ? s->slot_mask + 1 : 0)) {
-        size_t cap = s->slots ? 2 * (s->slot_mask + 1) : 1024;
+        size_t cap = s->slots ? 2 * (s->slot_mask + 1) : 64;
         uint32_t *t = calloc(cap, sizeof *t);
         if (!t)
             return;
@@ -733,7 +733,7 @@ static void cache_put(hf_bpe_state *s, const char *p, size_t n, uint64_t h,
         s->slot_mask = cap - 1;
     }
     if (s->n_ent == s->cap_ent) {
-        size_t cap = s->cap_ent ? 2 * s->cap_ent : 512;
+        size_t cap = s->cap_ent ? 2 * s->cap_ent : 32;
         hf_bpe_cache_entry *e = realloc(s->ent, cap * sizeof *e);
         if (!e)
             return;
@@ -772,10 +772,11 @@ kvl_status hf_bpe_encode_piece(hf_bpe_state *s, const char *piece, size_t n,
     uint64_t h = hf_hash(piece, n);
     const hf_bpe_cache_entry *hit = cache_get(s, piece, n, h);
     if (hit)
-        return kvl_idbuf_append(out, s->ids.v + hit->ids_off, hit->ids_n, err);
+        return hit->ids_n ? kvl_idbuf_append(out, s->ids.v + hit->ids_off, hit->ids_n, err)
+                          : KVL_OK;
     size_t start = out->n;
     kvl_status st = encode_word(s, piece, n, out, err);
     if (st == KVL_OK)
-        cache_put(s, piece, n, h, out->v + start, out->n - start);
+        cache_put(s, piece, n, h, out->n > start ? out->v + start : NULL, out->n - start);
     return st;
 }

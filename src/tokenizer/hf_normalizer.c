@@ -11,6 +11,9 @@
  * non-ASCII characters after it) goes through utf8proc.  Invalid UTF-8 in
  * a chunk leaves that chunk unchanged.
  *
+ * StripAccents drops every combining mark (General_Category M: Mn, Mc, Me),
+ * as unicode-normalization's is_combining_mark does.
+ *
  * Lowercase maps each character on its own, as tokenizers does with Rust's
  * char::to_lowercase: utf8proc's lower-case mapping plus the one
  * unconditional special case U+0130 -> "i\u0307" (so no final-sigma rule:
@@ -243,7 +246,9 @@ static kvl_status strip_accents(const char *s, size_t n, kvl_strbuf *dst,
     while (st == KVL_OK && i < n) {
         int32_t cp;
         size_t len = hf_utf8_next(s, n, i, &cp);
-        if (cp < 0 || utf8proc_category(cp) != UTF8PROC_CATEGORY_MN)
+        utf8proc_category_t c = cp < 0 ? UTF8PROC_CATEGORY_CN : utf8proc_category(cp);
+        if (c != UTF8PROC_CATEGORY_MN && c != UTF8PROC_CATEGORY_MC &&
+            c != UTF8PROC_CATEGORY_ME)
             st = kvl_strbuf_append(dst, s + i, len, err);
         i += len;
     }

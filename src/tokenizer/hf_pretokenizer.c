@@ -312,13 +312,11 @@ static kvl_status run_split(hf_pre_run *r, int k, const hf_pre_step *step,
     int got;
     kvl_status st;
     if (step->behavior == HF_B_ISOLATED || step->behavior == HF_B_REMOVED) {
-        /* streaming: matches and gaps in order */
-        int keep_gaps = step->behavior == HF_B_ISOLATED || step->invert;
-        int keep_matches = step->behavior == HF_B_ISOLATED || !step->invert;
-        if (step->behavior == HF_B_REMOVED && !step->invert)
-            keep_gaps = 1, keep_matches = 0;
-        if (step->behavior == HF_B_REMOVED && step->invert)
-            keep_gaps = 0, keep_matches = 1;
+        /* streaming: matches and gaps in order; Removed drops the matches,
+         * or with invert the gaps (which are then the "matches") */
+        int isolated = step->behavior == HF_B_ISOLATED;
+        int keep_gaps = isolated || !step->invert;
+        int keep_matches = isolated || step->invert;
         while ((got = hf_finder_next(&f, &b, &e, err)) == 1) {
             if (b > last && keep_gaps &&
                 (st = hf_pre_run_piece(r, k + 1, s + last, b - last,
