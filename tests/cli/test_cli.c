@@ -714,7 +714,7 @@ int main(void)
     test_command_help();
     test_usage_errors();
     test_failures();
-    g_model = kvt_shared_path("models/stories260K/stories260K.bin");
+    g_model = kvt_source_path("models/stories260K/stories260K.bin");
     if (kvt_file_exists(g_model))
         test_end_to_end();
     else

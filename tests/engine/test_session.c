@@ -19,7 +19,7 @@ static const char *pick_model(void)
     const char *fx = kvt_source_path("tests/fixtures/llama_gqa_f32");
     if (kvt_file_exists(fx))
         return fx;
-    const char *st = kvt_shared_path("models/stories260K/stories260K.bin");
+    const char *st = kvt_source_path("models/stories260K/stories260K.bin");
     if (kvt_file_exists(st))
         return st;
     return NULL;

@@ -59,8 +59,8 @@ static int split_words(char *s, char **words, int max)
 int main(void)
 {
     const char *model_path =
-        kvt_shared_path("models/stories260K/stories260K.bin");
-    const char *tok_path = kvt_shared_path("models/stories260K/tok512.bin");
+        kvt_source_path("models/stories260K/stories260K.bin");
+    const char *tok_path = kvt_source_path("models/stories260K/tok512.bin");
     const char *ref_path =
         kvt_source_path("tests/engine/stories260k_reference.txt");
     if (!kvt_file_exists(model_path) || !kvt_file_exists(tok_path))

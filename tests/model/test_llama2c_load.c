@@ -32,7 +32,7 @@ static void expect_fail(const char *what, const char *path, kvl_status code,
 
 static void test_stories260k(void)
 {
-    const char *path = kvt_shared_path("models/stories260K/stories260K.bin");
+    const char *path = kvt_source_path("models/stories260K/stories260K.bin");
     if (!kvt_file_exists(path)) {
         printf("note: %s absent, stories260K checks skipped\n", path);
         return;
@@ -248,7 +248,7 @@ int main(void)
     test_bad_files();
     test_stories260k();
     if (!kvt_file_exists(
-            kvt_shared_path("models/stories260K/stories260K.bin")) &&
+            kvt_source_path("models/stories260K/stories260K.bin")) &&
         kvt_failed == 0)
         return kvt_skip("stories260K.bin not found under %s (synthetic "
                         "checks passed: %d)",

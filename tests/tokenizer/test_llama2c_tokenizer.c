@@ -457,7 +457,7 @@ int main(void)
     test_small_vocab();
     test_malformed();
 
-    const char *path = kvt_shared_path("models/stories260K/tok512.bin");
+    const char *path = kvt_source_path("models/stories260K/tok512.bin");
     if (!kvt_file_exists(path)) {
         if (kvt_failed)
             return kvt_finish();
