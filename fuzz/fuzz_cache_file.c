@@ -4,12 +4,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void run(const char *path, const uint8_t *data, size_t size)
 {
-    char path[64];
-    int fd = fuzz_memfile(data, size, path, sizeof path);
-    if (fd < 0)
-        return 0;
+    (void)data;
+    (void)size;
     kvl_cache *c = NULL;
     kvl_error err;
     if (kvl_cache_load(path, &c, &err) == KVL_OK) {
@@ -20,6 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         kvl_cache_free(c);
     }
-    close(fd);
-    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return fuzz_with_file(data, size, run);
 }

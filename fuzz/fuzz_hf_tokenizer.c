@@ -56,39 +56,19 @@ static void exercise(kvl_tokenizer *t, const uint8_t *data, size_t size)
             kvl_free(ids);
     }
     /* Ids taken from the input, decoded with each flag. */
-    int32_t vocab = kvl_tokenizer_vocab_size(t);
     int32_t ids[64];
-    size_t n = 0;
-    for (size_t i = 0; i + 1 < size && n < 64; i += 2)
-        ids[n++] = (int32_t)(((uint32_t)data[i] << 8 | data[i + 1]) % (uint32_t)vocab);
-    for (unsigned flags = 0; flags < 2; flags++) {
-        char *text = NULL;
-        if (kvl_tokenizer_decode(t, ids, n, flags, &text, NULL, &err) == KVL_OK)
-            kvl_free(text);
-    }
-    for (int32_t id = 0; id < vocab && id < 300; id++) {
-        const char *piece = kvl_tokenizer_id_to_token(t, id);
-        if (piece)
-            (void)kvl_tokenizer_token_to_id(t, piece);
-    }
+    (void)fuzz_decode_input_ids(t, data, size, ids);
+    fuzz_id_lookups(t);
     (void)kvl_tokenizer_bos(t);
     (void)kvl_tokenizer_eos(t);
 }
 
+static void run(const char *path, const uint8_t *data, size_t size)
+{
+    fuzz_tokenizer(path, data, size, kvl_hf_tokenizer_open, exercise);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char path[64];
-    int fd = fuzz_memfile(data, size, path, sizeof path);
-    if (fd < 0)
-        return 0;
-    kvl_error err;
-    kvl_tokenizer *t = calloc(1, sizeof *t);
-    if (t) {
-        t->bos_id = t->eos_id = -1;
-        if (kvl_hf_tokenizer_open(path, t, &err) == KVL_OK)
-            exercise(t, data, size);
-        kvl_tokenizer_free(t);
-    }
-    close(fd);
-    return 0;
+    return fuzz_with_file(data, size, run);
 }

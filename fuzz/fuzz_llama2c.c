@@ -4,12 +4,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void run(const char *path, const uint8_t *data, size_t size)
 {
-    char path[64];
-    int fd = fuzz_memfile(data, size, path, sizeof path);
-    if (fd < 0)
-        return 0;
+    (void)data;
+    (void)size;
     kvl_error err;
     kvl_model *m = NULL;
     if (kvl_model_load(path, NULL, &m, &err) == KVL_OK)
@@ -23,6 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)kvl_tokenizer_decode_piece(t, i ? ids[i - 1] : -1, ids[i]);
         kvl_tokenizer_free(t);
     }
-    close(fd);
-    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return fuzz_with_file(data, size, run);
 }

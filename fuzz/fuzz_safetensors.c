@@ -7,12 +7,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void run(const char *path, const uint8_t *data, size_t size)
 {
-    char path[64];
-    int fd = fuzz_memfile(data, size, path, sizeof path);
-    if (fd < 0)
-        return 0;
+    (void)data;
+    (void)size;
     kvl_st_file f;
     kvl_error err;
     if (kvl_st_open(path, &f, &err) == KVL_OK) {
@@ -24,6 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         kvl_st_close(&f);
     }
-    close(fd);
-    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return fuzz_with_file(data, size, run);
 }

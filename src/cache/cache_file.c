@@ -373,16 +373,6 @@ static kvl_status read_header(const kvl_st_file *f, const char *path,
 /* Loading: tensors                                                          */
 /* ------------------------------------------------------------------------ */
 
-static void shape_text(char *buf, size_t size, int ndim, const int64_t *shape)
-{
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%lld",
-                                 i ? ", " : "", (long long)shape[i]);
-    if (used < size)
-        snprintf(buf + used, size - used, "]");
-}
-
 /* Finds `name` and checks its dtype and exact shape. */
 static kvl_status expect_tensor(const kvl_st_file *f, const char *path,
                                 const char *name, kvl_dtype dtype, int ndim,
@@ -402,8 +392,8 @@ static kvl_status expect_tensor(const kvl_st_file *f, const char *path,
         same = t->shape[i] == shape[i];
     if (!same) {
         char got[160], want[160];
-        shape_text(got, sizeof got, t->ndim, t->shape);
-        shape_text(want, sizeof want, ndim, shape);
+        kvl_st_format_shape(t->shape, t->ndim, got, sizeof got);
+        kvl_st_format_shape(shape, ndim, want, sizeof want);
         return kvl_fail(err, KVL_ERR_FORMAT,
                         "file '%s': cache tensor '%s' has shape %s, expected "
                         "%s from the metadata",

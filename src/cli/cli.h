@@ -99,6 +99,21 @@ void cli_getopt_reset(void);
 int cli_check_positionals(const char *cmd, int argc, char **argv,
                           int allowed);
 
+/* Handles one option of a command (ctx: its parsed arguments): CLI_OK, an
+ * exit code, or CLI_NOT_MINE for an option it does not take. */
+typedef int (*cli_option_fn)(const char *cmd, int opt, const char *arg,
+                             void *ctx);
+/* Returned by cli_parse_options after printing the help: exit with CLI_OK. */
+#define CLI_HELP_SHOWN (-2)
+/* The getopt_long loop of a command (argv[0] is its display name): every
+ * option goes to fn.  An option fn does not take is either 'h' (the help
+ * text is printed on stdout; returns CLI_HELP_SHOWN) or one getopt has
+ * already reported (the Try line; CLI_USAGE).  Returns CLI_OK once every
+ * option is taken, or fn's exit code as soon as it gives one. */
+int cli_parse_options(int argc, char **argv, const char *shortopts,
+                      const struct option *longopts, const char *help,
+                      cli_option_fn fn, void *ctx);
+
 /* ---- strict value parsing (cli_util.c) ------------------------------------
  * The cli_opt_* helpers parse one option value; on a malformed value they
  * print a usage error naming the option and return CLI_USAGE. */
@@ -179,6 +194,21 @@ int cli_input_ids(const char *cmd, const cli_input *in, const cli_model *m,
                   kvl_tokenizer *tok, int add_bos, int allow_bos_only,
                   int32_t **ids, int32_t *n);
 
+/* What `forward`, `inspect` and `cache save` run on: the model, its
+ * tokenizer (required when --prompt is given) and the prompt's ids (BOS
+ * prepended unless --no-bos; no ids is a failure). */
+typedef struct cli_prompt {
+    cli_model model;
+    kvl_tokenizer *tok; /* NULL when not needed and not found           */
+    int32_t *ids;
+    int32_t n;
+} cli_prompt;
+
+/* CLI_OK with everything open, else the exit code (message printed) with
+ * nothing left open. */
+int cli_prompt_open(const char *cmd, const cli_input *in, cli_prompt *p);
+void cli_prompt_close(cli_prompt *p);
+
 /* A session whose capacity hint is `tokens` capped at max_seq_len. */
 int cli_session_open(const cli_model *m, const cli_input *in, int64_t tokens,
                      kvl_session **out);
@@ -204,7 +234,8 @@ typedef struct cli_generate_args {
 } cli_generate_args;
 
 void cli_generate_defaults(cli_generate_args *a);
-/* Handles -n and the sampling / output options; CLI_NOT_MINE otherwise. */
+/* Handles the input options (cli_input_option), -n and the sampling /
+ * output options; CLI_NOT_MINE otherwise. */
 int cli_generate_option(const char *cmd, int opt, const char *arg,
                         cli_generate_args *a);
 /* Runs a parsed generate (also `cache load`). */

@@ -311,6 +311,35 @@ int cli_input_ids(const char *cmd, const cli_input *in, const cli_model *m,
     return rc;
 }
 
+int cli_prompt_open(const char *cmd, const cli_input *in, cli_prompt *p)
+{
+    p->tok = NULL;
+    p->ids = NULL;
+    p->n = 0;
+    int rc = cli_model_open(in->model_path, &p->model);
+    if (rc != CLI_OK)
+        return rc;
+    rc = cli_tokenizer_open(in, &p->model, in->prompt != NULL, &p->tok);
+    if (rc == CLI_OK)
+        rc = cli_input_ids(cmd, in, &p->model, p->tok, !in->no_bos, 0,
+                           &p->ids, &p->n);
+    if (rc == CLI_OK && p->n == 0)
+        rc = cli_failf("the prompt encodes to no tokens");
+    if (rc != CLI_OK)
+        cli_prompt_close(p);
+    return rc;
+}
+
+void cli_prompt_close(cli_prompt *p)
+{
+    free(p->ids);
+    p->ids = NULL;
+    p->n = 0;
+    kvl_tokenizer_free(p->tok);
+    p->tok = NULL;
+    cli_model_close(&p->model);
+}
+
 int cli_session_open(const cli_model *m, const cli_input *in, int64_t tokens,
                      kvl_session **out)
 {

@@ -64,6 +64,27 @@ int cli_check_positionals(const char *cmd, int argc, char **argv,
     return CLI_OK;
 }
 
+int cli_parse_options(int argc, char **argv, const char *shortopts,
+                      const struct option *longopts, const char *help,
+                      cli_option_fn fn, void *ctx)
+{
+    const char *cmd = argv[0];
+    cli_getopt_reset();
+    int opt;
+    while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        int rc = fn(cmd, opt, optarg, ctx);
+        if (rc == CLI_NOT_MINE && opt == 'h') {
+            fputs(help, stdout);
+            return CLI_HELP_SHOWN;
+        }
+        if (rc == CLI_NOT_MINE)
+            return cli_try_help(cmd); /* '?': getopt printed the problem */
+        if (rc != CLI_OK)
+            return rc;
+    }
+    return CLI_OK;
+}
+
 /* ---- numbers ----------------------------------------------------------------- */
 
 /* strtol & co. skip leading blanks and accept "" as 0: reject both. */

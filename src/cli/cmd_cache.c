@@ -292,23 +292,25 @@ static int save_run(const save_args *a, const cli_model *m,
 
 static int save_main(const save_args *a)
 {
-    cli_model m;
-    kvl_tokenizer *tok = NULL;
-    int32_t *ids = NULL, n = 0;
-    int rc = cli_model_open(a->in.model_path, &m);
+    cli_prompt p;
+    int rc = cli_prompt_open(a->cmd, &a->in, &p);
     if (rc != CLI_OK)
         return rc;
-    rc = cli_tokenizer_open(&a->in, &m, a->in.prompt != NULL, &tok);
-    if (rc == CLI_OK)
-        rc = cli_input_ids(a->cmd, &a->in, &m, tok, !a->in.no_bos, 0, &ids,
-                           &n);
-    if (rc == CLI_OK && n == 0)
-        rc = cli_failf("the prompt encodes to no tokens");
-    if (rc == CLI_OK)
-        rc = save_run(a, &m, ids, n);
-    free(ids);
-    kvl_tokenizer_free(tok);
-    cli_model_close(&m);
+    rc = save_run(a, &p.model, p.ids, p.n);
+    cli_prompt_close(&p);
+    return rc;
+}
+
+static int save_option(const char *cmd, int opt, const char *arg, void *ctx)
+{
+    save_args *a = ctx;
+    int rc = cli_input_option(cmd, opt, arg, &a->in);
+    if (rc == CLI_NOT_MINE && opt == 'o') {
+        a->out = arg;
+        rc = CLI_OK;
+    }
+    if (rc == CLI_NOT_MINE && opt == OPT_DTYPE)
+        rc = cli_opt_dtype(cmd, "--dtype", arg, &a->dtype);
     return rc;
 }
 
@@ -323,26 +325,11 @@ int cmd_cache_save(int argc, char **argv)
     save_args a = {0};
     a.cmd = argv[0];
     a.dtype = KVL_DTYPE_F32;
-    cli_getopt_reset();
-    int opt;
-    while ((opt = getopt_long(argc, argv, "hm:o:", longopts, NULL)) != -1) {
-        int rc = cli_input_option(a.cmd, opt, optarg, &a.in);
-        if (rc == CLI_NOT_MINE && opt == 'o') {
-            a.out = optarg;
-            rc = CLI_OK;
-        }
-        if (rc == CLI_NOT_MINE && opt == OPT_DTYPE)
-            rc = cli_opt_dtype(a.cmd, "--dtype", optarg, &a.dtype);
-        if (rc == CLI_NOT_MINE && opt == 'h') {
-            fputs(save_help, stdout);
-            return CLI_OK;
-        }
-        if (rc == CLI_NOT_MINE)
-            return cli_try_help(a.cmd);
-        if (rc != CLI_OK)
-            return rc;
-    }
-    int rc = cli_check_positionals(a.cmd, argc, argv, 0);
+    int rc = cli_parse_options(argc, argv, "hm:o:", longopts, save_help,
+                               save_option, &a);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    rc = cli_check_positionals(a.cmd, argc, argv, 0);
     if (rc == CLI_OK)
         rc = cli_input_check(a.cmd, &a.in, 1);
     if (rc == CLI_OK && !a.out)
@@ -351,6 +338,11 @@ int cmd_cache_save(int argc, char **argv)
 }
 
 /* ---- load ------------------------------------------------------------------------------ */
+
+static int load_option(const char *cmd, int opt, const char *arg, void *ctx)
+{
+    return cli_generate_option(cmd, opt, arg, ctx);
+}
 
 int cmd_cache_load(int argc, char **argv)
 {
@@ -365,24 +357,13 @@ int cmd_cache_load(int argc, char **argv)
     const char *cmd = argv[0];
     cli_generate_args a;
     cli_generate_defaults(&a);
-    cli_getopt_reset();
-    int opt;
-    while ((opt = getopt_long(argc, argv, "hm:n:v", longopts, NULL)) != -1) {
-        int rc = cli_input_option(cmd, opt, optarg, &a.in);
-        if (rc == CLI_NOT_MINE)
-            rc = cli_generate_option(cmd, opt, optarg, &a);
-        if (rc == CLI_NOT_MINE && opt == 'h') {
-            fputs(load_help, stdout);
-            return CLI_OK;
-        }
-        if (rc == CLI_NOT_MINE)
-            return cli_try_help(cmd);
-        if (rc != CLI_OK)
-            return rc;
-    }
+    int rc = cli_parse_options(argc, argv, "hm:n:v", longopts, load_help,
+                               load_option, &a);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
     if (optind >= argc)
         return cli_usage(cmd, "missing the cache FILE");
-    int rc = cli_check_positionals(cmd, argc, argv, 1);
+    rc = cli_check_positionals(cmd, argc, argv, 1);
     if (rc != CLI_OK)
         return rc;
     a.cache_path = argv[optind];

@@ -187,55 +187,48 @@ static int reposition_main(const edit_args *a)
 
 /* ---- parsing ---------------------------------------------------------------------------- */
 
-static int edit_option(edit_args *a, int opt, const char *arg)
+static int edit_option(const char *cmd, int opt, const char *arg, void *ctx)
 {
+    edit_args *a = ctx;
     switch (opt) {
     case 'o':
         a->out = arg;
         return CLI_OK;
     case OPT_DTYPE:
         a->dtype_given = 1;
-        return cli_opt_dtype(a->cmd, "--dtype", arg, &a->dtype);
+        return cli_opt_dtype(cmd, "--dtype", arg, &a->dtype);
     case OPT_LAYERS:
         a->has_layers = 1;
-        return cli_opt_range(a->cmd, "--layers", arg, &a->layers);
+        return cli_opt_range(cmd, "--layers", arg, &a->layers);
     case OPT_TOKENS:
         a->has_tokens = 1;
-        return cli_opt_range(a->cmd, "--tokens", arg, &a->tokens);
+        return cli_opt_range(cmd, "--tokens", arg, &a->tokens);
     case OPT_DELTA:
         a->has_delta = 1;
-        return cli_opt_i32(a->cmd, "--delta", arg, -INT32_MAX, INT32_MAX,
+        return cli_opt_i32(cmd, "--delta", arg, -INT32_MAX, INT32_MAX,
                            &a->delta);
     case OPT_START:
         a->has_start = 1;
-        return cli_opt_i32(a->cmd, "--start", arg, 0, INT32_MAX, &a->start);
+        return cli_opt_i32(cmd, "--start", arg, 0, INT32_MAX, &a->start);
     default:
         return CLI_NOT_MINE;
     }
 }
 
-/* Parses FILE -o OUT and the options in longopts; 'h' prints help. */
+/* Parses FILE -o OUT and the options in longopts; 'h' prints help
+ * (CLI_HELP_SHOWN). */
 static int parse_edit(int argc, char **argv, const struct option *longopts,
                       const char *help, edit_args *a)
 {
     memset(a, 0, sizeof *a);
     a->cmd = argv[0];
-    cli_getopt_reset();
-    int opt;
-    while ((opt = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-        if (opt == 'h') {
-            fputs(help, stdout);
-            return -1;
-        }
-        int rc = edit_option(a, opt, optarg);
-        if (rc == CLI_NOT_MINE)
-            return cli_try_help(a->cmd);
-        if (rc != CLI_OK)
-            return rc;
-    }
+    int rc = cli_parse_options(argc, argv, "ho:", longopts, help, edit_option,
+                               a);
+    if (rc != CLI_OK)
+        return rc;
     if (optind >= argc)
         return cli_usage(a->cmd, "missing the input cache FILE");
-    int rc = cli_check_positionals(a->cmd, argc, argv, 1);
+    rc = cli_check_positionals(a->cmd, argc, argv, 1);
     if (rc != CLI_OK)
         return rc;
     a->in = argv[optind];
@@ -256,7 +249,7 @@ int cmd_cache_slice(int argc, char **argv)
     edit_args a;
     int rc = parse_edit(argc, argv, longopts, slice_help, &a);
     if (rc != CLI_OK)
-        return rc < 0 ? CLI_OK : rc;
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
     return slice_main(&a);
 }
 
@@ -272,7 +265,7 @@ int cmd_cache_reposition(int argc, char **argv)
     edit_args a;
     int rc = parse_edit(argc, argv, longopts, reposition_help, &a);
     if (rc != CLI_OK)
-        return rc < 0 ? CLI_OK : rc;
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
     if (a.has_delta == a.has_start)
         return cli_usage(a.cmd, "give exactly one of --delta or --start");
     return reposition_main(&a);

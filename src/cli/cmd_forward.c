@@ -291,23 +291,24 @@ static int run_forward(const forward_args *a, cli_model *m,
 
 static int forward_main(const forward_args *a)
 {
-    cli_model m;
-    kvl_tokenizer *tok = NULL;
-    int32_t *ids = NULL, n = 0;
-    int rc = cli_model_open(a->in.model_path, &m);
+    cli_prompt p;
+    int rc = cli_prompt_open(a->cmd, &a->in, &p);
     if (rc != CLI_OK)
         return rc;
-    rc = cli_tokenizer_open(&a->in, &m, a->in.prompt != NULL, &tok);
-    if (rc == CLI_OK)
-        rc = cli_input_ids(a->cmd, &a->in, &m, tok, !a->in.no_bos, 0,
-                           &ids, &n);
-    if (rc == CLI_OK && n == 0)
-        rc = cli_failf("the prompt encodes to no tokens");
-    if (rc == CLI_OK)
-        rc = run_forward(a, &m, tok, ids, n);
-    free(ids);
-    kvl_tokenizer_free(tok);
-    cli_model_close(&m);
+    rc = run_forward(a, &p.model, p.tok, p.ids, p.n);
+    cli_prompt_close(&p);
+    return rc;
+}
+
+static int forward_option(const char *cmd, int opt, const char *arg,
+                          void *ctx)
+{
+    forward_args *a = ctx;
+    int rc = cli_input_option(cmd, opt, arg, &a->in);
+    if (rc == CLI_NOT_MINE && opt == OPT_DUMP) {
+        a->dump = arg;
+        rc = CLI_OK;
+    }
     return rc;
 }
 
@@ -321,23 +322,11 @@ int cmd_forward(int argc, char **argv)
     const char *cmd = argv[0];
     forward_args a = {0};
     a.cmd = cmd;
-    cli_getopt_reset();
-    int opt;
-    while ((opt = getopt_long(argc, argv, "hm:", longopts, NULL)) != -1) {
-        int rc = cli_input_option(cmd, opt, optarg, &a.in);
-        if (rc != CLI_NOT_MINE) {
-            if (rc != CLI_OK)
-                return rc;
-        } else if (opt == OPT_DUMP) {
-            a.dump = optarg;
-        } else if (opt == 'h') {
-            fputs(forward_help, stdout);
-            return CLI_OK;
-        } else {
-            return cli_try_help(cmd);
-        }
-    }
-    int rc = cli_check_positionals(cmd, argc, argv, 0);
+    int rc = cli_parse_options(argc, argv, "hm:", longopts, forward_help,
+                               forward_option, &a);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    rc = cli_check_positionals(cmd, argc, argv, 0);
     if (rc == CLI_OK)
         rc = cli_input_check(cmd, &a.in, 1);
     return rc == CLI_OK ? forward_main(&a) : rc;

@@ -70,6 +70,9 @@ void cli_generate_defaults(cli_generate_args *a)
 int cli_generate_option(const char *cmd, int opt, const char *arg,
                         cli_generate_args *a)
 {
+    int rc = cli_input_option(cmd, opt, arg, &a->in);
+    if (rc != CLI_NOT_MINE)
+        return rc;
     kvl_sampler_options *s = &a->sampling;
     switch (opt) {
     case 'n':
@@ -435,6 +438,38 @@ int cli_generate_run(const char *cmd, cli_generate_args *a)
     return rc;
 }
 
+/* The input, sampling and output options, then generate's own. */
+static int generate_option(const char *cmd, int opt, const char *arg,
+                           void *ctx)
+{
+    cli_generate_args *a = ctx;
+    int rc = cli_generate_option(cmd, opt, arg, a);
+    if (rc != CLI_NOT_MINE)
+        return rc;
+    switch (opt) {
+    case OPT_CACHE:
+        a->cache_path = arg;
+        return CLI_OK;
+    case OPT_CHAT:
+        a->chat = arg;
+        return CLI_OK;
+    case OPT_SYSTEM:
+        a->system = arg;
+        return CLI_OK;
+    case OPT_CHAT_TEMPLATE:
+        if (kvl_chat_family_parse(arg, &a->chat_family) != KVL_OK)
+            return cli_usage(cmd,
+                             "invalid value for --chat-template: "
+                             "'%s' (auto, chatml, qwen3, llama2, "
+                             "llama3 or zephyr)",
+                             arg);
+        a->chat_family_given = 1;
+        return CLI_OK;
+    default:
+        return CLI_NOT_MINE;
+    }
+}
+
 int cmd_generate(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -450,45 +485,11 @@ int cmd_generate(int argc, char **argv)
     const char *cmd = argv[0];
     cli_generate_args a;
     cli_generate_defaults(&a);
-    cli_getopt_reset();
-    int opt;
-    while ((opt = getopt_long(argc, argv, "hm:n:v", longopts, NULL)) != -1) {
-        int rc = cli_input_option(cmd, opt, optarg, &a.in);
-        if (rc == CLI_NOT_MINE)
-            rc = cli_generate_option(cmd, opt, optarg, &a);
-        if (rc == CLI_NOT_MINE) {
-            if (opt == 'h') {
-                fputs(generate_help, stdout);
-                return CLI_OK;
-            }
-            if (opt == OPT_CACHE) {
-                a.cache_path = optarg;
-                continue;
-            }
-            if (opt == OPT_CHAT) {
-                a.chat = optarg;
-                continue;
-            }
-            if (opt == OPT_SYSTEM) {
-                a.system = optarg;
-                continue;
-            }
-            if (opt == OPT_CHAT_TEMPLATE) {
-                if (kvl_chat_family_parse(optarg, &a.chat_family) != KVL_OK)
-                    return cli_usage(cmd,
-                                     "invalid value for --chat-template: "
-                                     "'%s' (auto, chatml, qwen3, llama2, "
-                                     "llama3 or zephyr)",
-                                     optarg);
-                a.chat_family_given = 1;
-                continue;
-            }
-            return cli_try_help(cmd); /* '?': getopt printed the problem */
-        }
-        if (rc != CLI_OK)
-            return rc;
-    }
-    int rc = cli_check_positionals(cmd, argc, argv, 0);
+    int rc = cli_parse_options(argc, argv, "hm:n:v", longopts, generate_help,
+                               generate_option, &a);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    rc = cli_check_positionals(cmd, argc, argv, 0);
     if (rc == CLI_OK)
         rc = cli_input_check(cmd, &a.in, 0);
     if (rc == CLI_OK && a.force && !a.cache_path)

@@ -153,30 +153,34 @@ static int report(const inspect_args *a, const cli_model *m,
 
 static int inspect_main(const inspect_args *a)
 {
-    cli_model m;
-    kvl_tokenizer *tok = NULL;
+    cli_prompt p;
     kvl_session *s = NULL;
-    int32_t *ids = NULL, n = 0;
     kvl_error err = {0};
-    int rc = cli_model_open(a->in.model_path, &m);
+    int rc = cli_prompt_open(a->cmd, &a->in, &p);
     if (rc != CLI_OK)
         return rc;
-    rc = cli_tokenizer_open(&a->in, &m, a->in.prompt != NULL, &tok);
-    if (rc == CLI_OK)
-        rc = cli_input_ids(a->cmd, &a->in, &m, tok, !a->in.no_bos, 0, &ids,
-                           &n);
-    if (rc == CLI_OK && n == 0)
-        rc = cli_failf("the prompt encodes to no tokens");
-    if (rc == CLI_OK)
-        rc = cli_session_open(&m, &a->in, n, &s);
-    if (rc == CLI_OK && kvl_session_forward(s, ids, n, NULL, 0, &err) != KVL_OK)
+    rc = cli_session_open(&p.model, &a->in, p.n, &s);
+    if (rc == CLI_OK &&
+        kvl_session_forward(s, p.ids, p.n, NULL, 0, &err) != KVL_OK)
         rc = cli_fail(&err);
     if (rc == CLI_OK)
-        rc = report(a, &m, kvl_session_cache(s));
+        rc = report(a, &p.model, kvl_session_cache(s));
     kvl_session_free(s);
-    free(ids);
-    kvl_tokenizer_free(tok);
-    cli_model_close(&m);
+    cli_prompt_close(&p);
+    return rc;
+}
+
+static int inspect_option(const char *cmd, int opt, const char *arg,
+                          void *ctx)
+{
+    inspect_args *a = ctx;
+    int rc = cli_input_option(cmd, opt, arg, &a->in);
+    if (rc == CLI_NOT_MINE && opt == OPT_DTYPE)
+        rc = cli_opt_dtype(cmd, "--dtype", arg, &a->dtype);
+    if (rc == CLI_NOT_MINE && opt == OPT_JSON) {
+        a->json = arg;
+        rc = CLI_OK;
+    }
     return rc;
 }
 
@@ -191,26 +195,11 @@ int cmd_inspect(int argc, char **argv)
     inspect_args a = {0};
     a.cmd = argv[0];
     a.dtype = KVL_DTYPE_F32;
-    cli_getopt_reset();
-    int opt;
-    while ((opt = getopt_long(argc, argv, "hm:", longopts, NULL)) != -1) {
-        int rc = cli_input_option(a.cmd, opt, optarg, &a.in);
-        if (rc == CLI_NOT_MINE && opt == OPT_DTYPE)
-            rc = cli_opt_dtype(a.cmd, "--dtype", optarg, &a.dtype);
-        if (rc == CLI_NOT_MINE && opt == OPT_JSON) {
-            a.json = optarg;
-            rc = CLI_OK;
-        }
-        if (rc == CLI_NOT_MINE && opt == 'h') {
-            fputs(inspect_help, stdout);
-            return CLI_OK;
-        }
-        if (rc == CLI_NOT_MINE)
-            return cli_try_help(a.cmd);
-        if (rc != CLI_OK)
-            return rc;
-    }
-    int rc = cli_check_positionals(a.cmd, argc, argv, 0);
+    int rc = cli_parse_options(argc, argv, "hm:", longopts, inspect_help,
+                               inspect_option, &a);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    rc = cli_check_positionals(a.cmd, argc, argv, 0);
     if (rc == CLI_OK)
         rc = cli_input_check(a.cmd, &a.in, 1);
     return rc == CLI_OK ? inspect_main(&a) : rc;

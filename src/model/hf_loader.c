@@ -43,16 +43,6 @@ static int is_regular_file(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static void format_dims(const int64_t *shape, int ndim, char *buf, size_t cap)
-{
-    size_t used = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%lld",
-                                 i ? ", " : "", (long long)shape[i]);
-    if (used < cap)
-        snprintf(buf + used, cap - used, "]");
-}
-
 /* ------------------------------------------------------------------------ */
 /* Opening the weight files                                                  */
 /* ------------------------------------------------------------------------ */
@@ -202,8 +192,8 @@ static kvl_status check_tensor(const kvl_st_tensor *t, const char *file,
     if (same)
         return KVL_OK;
     char got[160], exp[64];
-    format_dims(t->shape, t->ndim, got, sizeof got);
-    format_dims(want, ndim, exp, sizeof exp);
+    kvl_st_format_shape(t->shape, t->ndim, got, sizeof got);
+    kvl_st_format_shape(want, ndim, exp, sizeof exp);
     return kvl_fail(err, KVL_ERR_FORMAT,
                     "tensor '%s' in '%s' has shape %s, expected %s", t->name,
                     file, got, exp);

@@ -57,7 +57,7 @@ static int mul_u64(uint64_t a, uint64_t b, uint64_t *out)
     return 1;
 }
 
-static void format_shape(const int64_t *shape, int ndim, char *buf,
+void kvl_st_format_shape(const int64_t *shape, int ndim, char *buf,
                          size_t cap)
 {
     size_t used = (size_t)snprintf(buf, cap, "[");
@@ -175,7 +175,7 @@ static kvl_status parse_tensor(const kvl_st_file *f, const char *name,
         return st;
     if (!mul_u64(count, st_dtypes[k].size, &nbytes) || nbytes != end - begin) {
         char shape[160];
-        format_shape(t->shape, t->ndim, shape, sizeof shape);
+        kvl_st_format_shape(t->shape, t->ndim, shape, sizeof shape);
         return kvl_fail(err, KVL_ERR_FORMAT,
                         "file '%s': tensor '%s' data_offsets span %llu bytes "
                         "but dtype %s and shape %s need %llu",

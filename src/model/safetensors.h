@@ -44,6 +44,9 @@ typedef struct kvl_st_file {
 kvl_status kvl_st_open(const char *path, kvl_st_file *f, kvl_error *err);
 void kvl_st_close(kvl_st_file *f);
 const kvl_st_tensor *kvl_st_find(const kvl_st_file *f, const char *name);
+/* "[d0, d1, ...]" into buf (cut to cap bytes), for error messages. */
+void kvl_st_format_shape(const int64_t *shape, int ndim, char *buf,
+                         size_t cap);
 /* Metadata value for key, or NULL. */
 const char *kvl_st_meta_get(const kvl_st_file *f, const char *key);
 

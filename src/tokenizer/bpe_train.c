@@ -26,8 +26,8 @@
 #include "tokenizer/bpe_train.h"
 
 #include "core/error.h"
+#include "tokenizer/hf_internal.h" /* UTF-8 and the GPT-2 byte map (hf_util.c) */
 
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
 #include <jansson.h>
 #include <omp.h>
@@ -84,29 +84,11 @@ static double now_seconds(void)
 kvl_status kvl_bpe_byte_level(const char *raw, size_t len, kvl_strbuf *out,
                               kvl_error *err)
 {
-    /* Printable Latin-1 bytes stand for themselves; the other 68 bytes
-     * take code points 256, 257, ... in byte order (computed per call: no
-     * global state). */
-    uint32_t cp[256];
-    uint32_t next = 256;
-    for (unsigned b = 0; b < 256; b++) {
-        if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))
-            cp[b] = b;
-        else
-            cp[b] = next++;
-    }
+    uint32_t cp[256]; /* computed per call: no global state */
+    hf_byte_codepoints(cp);
     for (size_t i = 0; i < len; i++) {
-        uint32_t c = cp[(unsigned char)raw[i]];
-        char u[2];
-        size_t n;
-        if (c < 0x80) {
-            u[0] = (char)c;
-            n = 1;
-        } else {
-            u[0] = (char)(0xC0 | (c >> 6));
-            u[1] = (char)(0x80 | (c & 0x3F));
-            n = 2;
-        }
+        char u[4];
+        size_t n = hf_utf8_put(cp[(unsigned char)raw[i]], u);
         kvl_status st = kvl_strbuf_append(out, u, n, err);
         if (st != KVL_OK)
             return st;
@@ -130,38 +112,15 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n)
                 continue;
             }
         }
-        unsigned c = s[i];
-        if (c < 0x80) {
+        if (s[i] < 0x80) {
             i++;
             continue;
         }
-        size_t k;
-        uint32_t cp, min;
-        if (c >= 0xC2 && c <= 0xDF) {
-            k = 1;
-            cp = c & 0x1F;
-            min = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            cp = c & 0x0F;
-            min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            cp = c & 0x07;
-            min = 0x10000;
-        } else {
+        int32_t cp;
+        size_t k = hf_utf8_next((const char *)s, n, i, &cp);
+        if (cp < 0)
             return i;
-        }
-        if (i + k >= n)
-            return i;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80)
-                return i;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return i;
-        i += k + 1;
+        i += k;
     }
     return n;
 }

@@ -30,6 +30,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "kvlab.h"
+#include "tokenizer/hf_internal.h" /* hf_hexval */
 
 #include <jansson.h>
 #include <stdint.h>
@@ -209,17 +210,6 @@ static void put_utf8(kvl_strbuf *b, uint32_t c, kvl_status *st, kvl_error *err)
         *st = kvl_strbuf_append(b, (const char *)tmp, (size_t)k, err);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * Decodes the Jinja string literal whose opening quote is at *p into *b (the
  * lexer's rules: Python "unicode-escape" decoding, CR LF and CR as LF).
@@ -283,7 +273,7 @@ static int jinja_literal(const char **pp, kvl_strbuf *b, kvl_status *st,
         if (digits) {
             uint32_t v = 0;
             for (int k = 0; k < digits; k++) {
-                int h = hexval(p[2 + k]);
+                int h = hf_hexval(p[2 + k]);
                 if (h < 0)
                     return 0;
                 v = v * 16 + (uint32_t)h;

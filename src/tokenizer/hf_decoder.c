@@ -119,20 +119,9 @@ static kvl_status parse_one(json_t *j, const char *path, hf_decoder *d,
             return st;
     } else if (strcmp(type, "Replace") == 0) {
         s->kind = HF_D_REPLACE;
-        const char *c;
-        size_t n;
-        if ((st = hf_json_opt_string(j, "content", path, "decoder Replace", &c, &n,
-                                     err)) != KVL_OK)
+        if ((st = hf_json_string_copy(j, "content", path, "decoder Replace",
+                                      &s->str, &s->str_len, err)) != KVL_OK)
             return st;
-        if (!c)
-            return kvl_fail(err, KVL_ERR_FORMAT,
-                            "file '%s': decoder Replace needs \"content\"", path);
-        s->str = malloc(n + 1);
-        if (!s->str)
-            return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
-        memcpy(s->str, c, n);
-        s->str[n] = '\0';
-        s->str_len = n;
         d->n++; /* owned from here on */
         return hf_json_pattern(j, path, "decoder Replace", &s->re, err);
     } else if (strcmp(type, "BPEDecoder") == 0) {
@@ -289,27 +278,16 @@ static kvl_status dec_metaspace(const hf_dec_step *s, const hf_toklist *in,
     return st;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* "<0xHH>" -> 0..255 (Rust's u8::from_str_radix(HH, 16)), else -1. */
 static int byte_token(const char *t, size_t n)
 {
     if (n != 6 || memcmp(t, "<0x", 3) != 0 || t[5] != '>')
         return -1;
     if (t[3] == '+') {
-        int v = hexval(t[4]);
+        int v = hf_hexval(t[4]);
         return v;
     }
-    int hi = hexval(t[3]), lo = hexval(t[4]);
+    int hi = hf_hexval(t[3]), lo = hf_hexval(t[4]);
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 

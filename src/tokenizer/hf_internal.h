@@ -51,6 +51,8 @@ size_t hf_utf8_prev(const char *s, size_t end);
 size_t hf_utf8_put(uint32_t cp, char *out);
 /* 1 when s[0..n) is exactly one valid UTF-8 character; its code point. */
 int hf_utf8_single(const char *s, size_t n, int32_t *cp);
+/* 0..15 for a hexadecimal digit (either case), else -1. */
+int hf_hexval(char c);
 /* Rust's char::is_whitespace (the Unicode White_Space property). */
 int hf_is_whitespace(int32_t cp);
 /* Rust regex's \w: Alphabetic, marks, decimal digits, connector
@@ -58,6 +60,11 @@ int hf_is_whitespace(int32_t cp);
 int hf_is_word(int32_t cp);
 
 uint64_t hf_hash(const char *s, size_t n);
+
+/* GPT-2's bytes_to_unicode: the code point standing for each byte (below
+ * U+0144, so 1 or 2 bytes of UTF-8).  Used by hf_bytemap_init and the BPE
+ * trainer (bpe_train.c). */
+void hf_byte_codepoints(uint32_t cp[256]);
 
 /* GPT-2's byte <-> character map used by the ByteLevel components. */
 typedef struct hf_bytemap {
@@ -108,6 +115,11 @@ kvl_status hf_regex_replace(const hf_regex *re, pcre2_match_data *md,
 kvl_status hf_json_opt_string(json_t *obj, const char *key, const char *path,
                               const char *where, const char **s, size_t *len,
                               kvl_error *err);
+/* A required JSON string member (absent or null: "<where> needs \"key\""),
+ * copied into a malloc'ed NUL-terminated *out of *len bytes. */
+kvl_status hf_json_string_copy(json_t *obj, const char *key, const char *path,
+                               const char *where, char **out, size_t *len,
+                               kvl_error *err);
 kvl_status hf_json_opt_bool(json_t *obj, const char *key, int dflt,
                             const char *path, const char *where, int *out,
                             kvl_error *err);

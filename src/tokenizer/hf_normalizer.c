@@ -30,16 +30,6 @@
 /* Parsing                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static char *dup_bytes(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
-
 static kvl_status parse_one(json_t *j, const char *path, hf_normalizer *out,
                             int depth, kvl_error *err)
 {
@@ -99,30 +89,14 @@ static kvl_status parse_one(json_t *j, const char *path, hf_normalizer *out,
             return st;
     } else if (strcmp(type, "Prepend") == 0) {
         s->kind = HF_N_PREPEND;
-        const char *p;
-        size_t n;
-        if ((st = hf_json_opt_string(j, "prepend", path, "normalizer Prepend",
-                                     &p, &n, err)) != KVL_OK)
+        if ((st = hf_json_string_copy(j, "prepend", path, "normalizer Prepend",
+                                      &s->str, &s->str_len, err)) != KVL_OK)
             return st;
-        if (!p)
-            return kvl_fail(err, KVL_ERR_FORMAT,
-                            "file '%s': normalizer Prepend needs \"prepend\"", path);
-        if (!(s->str = dup_bytes(p, n)))
-            return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
-        s->str_len = n;
     } else if (strcmp(type, "Replace") == 0) {
         s->kind = HF_N_REPLACE;
-        const char *c;
-        size_t n;
-        if ((st = hf_json_opt_string(j, "content", path, "normalizer Replace",
-                                     &c, &n, err)) != KVL_OK)
+        if ((st = hf_json_string_copy(j, "content", path, "normalizer Replace",
+                                      &s->str, &s->str_len, err)) != KVL_OK)
             return st;
-        if (!c)
-            return kvl_fail(err, KVL_ERR_FORMAT,
-                            "file '%s': normalizer Replace needs \"content\"", path);
-        if (!(s->str = dup_bytes(c, n)))
-            return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
-        s->str_len = n;
         out->n++; /* owned from here on (freed with the normalizer) */
         return hf_json_pattern(j, path, "normalizer Replace", &s->re, err);
     } else {

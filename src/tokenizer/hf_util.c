@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "tokenizer/hf_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -96,6 +97,17 @@ size_t hf_utf8_put(uint32_t cp, char *out)
     return 4;
 }
 
+int hf_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int hf_utf8_single(const char *s, size_t n, int32_t *cp)
 {
     if (n == 0)
@@ -162,18 +174,27 @@ uint64_t hf_hash(const char *s, size_t n)
 /* GPT-2 byte map                                                            */
 /* ------------------------------------------------------------------------ */
 
-void hf_bytemap_init(hf_bytemap *m)
+void hf_byte_codepoints(uint32_t cp[256])
 {
     /* Printable bytes '!'..'~', 0xA1..0xAC and 0xAE..0xFF stand for
      * themselves; the other 68 bytes, in increasing order, become
      * U+0100, U+0101, ... */
     uint32_t next = 256;
-    for (int i = 0; i < 324; i++)
-        m->rev[i] = -1;
     for (int b = 0; b < 256; b++) {
         int keep = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) ||
                    b >= 0xAE;
-        uint32_t cp = keep ? (uint32_t)b : next++;
+        cp[b] = keep ? (uint32_t)b : next++;
+    }
+}
+
+void hf_bytemap_init(hf_bytemap *m)
+{
+    uint32_t cps[256];
+    hf_byte_codepoints(cps);
+    for (int i = 0; i < 324; i++)
+        m->rev[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        uint32_t cp = cps[b];
         char tmp[4];
         size_t n = hf_utf8_put(cp, tmp);
         memcpy(m->utf8[b], tmp, n);
@@ -323,6 +344,28 @@ kvl_status hf_json_opt_string(json_t *obj, const char *key, const char *path,
     *s = json_string_value(v);
     if (len)
         *len = json_string_length(v);
+    return KVL_OK;
+}
+
+kvl_status hf_json_string_copy(json_t *obj, const char *key, const char *path,
+                               const char *where, char **out, size_t *len,
+                               kvl_error *err)
+{
+    const char *s;
+    size_t n;
+    kvl_status st = hf_json_opt_string(obj, key, path, where, &s, &n, err);
+    if (st != KVL_OK)
+        return st;
+    if (!s)
+        return kvl_fail(err, KVL_ERR_FORMAT, "file '%s': %s needs \"%s\"",
+                        path, where, key);
+    char *p = malloc(n + 1);
+    if (!p)
+        return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
+    memcpy(p, s, n);
+    p[n] = '\0';
+    *out = p;
+    *len = n;
     return KVL_OK;
 }
 

@@ -31,6 +31,7 @@
  * leading space, and "<0xXX>" pieces become the raw byte.
  */
 #include "core/error.h"
+#include "tokenizer/merge_heap.h"
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
@@ -137,28 +138,6 @@ static void insert(l2c_tok *t, int32_t id)
     }
 }
 
-/* 0..255 for a "<0xHH>" piece (either hex case), else -1. */
-static int byte_piece_value(const char *p, size_t n)
-{
-    if (n != 6 || p[0] != '<' || p[1] != '0' || p[2] != 'x' || p[5] != '>')
-        return -1;
-    int v = 0;
-    for (int k = 3; k < 5; k++) {
-        char c = p[k];
-        int d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -174,54 +153,6 @@ static void l2c_destroy(void *impl)
     free(tok->score);
     free(tok->table);
     free(tok);
-}
-
-static kvl_status read_whole_file(const char *path, unsigned char **data,
-                                  size_t *size, kvl_error *err)
-{
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return kvl_fail(err, KVL_ERR_IO, "file '%s': cannot open: %s", path,
-                        strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        int e = errno;
-        fclose(f);
-        return kvl_fail(err, KVL_ERR_IO, "file '%s': cannot stat: %s", path,
-                        strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fclose(f);
-        return kvl_fail(err, KVL_ERR_IO, "file '%s': not a regular file",
-                        path);
-    }
-    if ((long long)st.st_size > KVL_TOK_MAX_FILE) {
-        fclose(f);
-        return kvl_fail(err, KVL_ERR_FORMAT,
-                        "file '%s': %lld bytes is too large for a tokenizer "
-                        "(limit %lld)",
-                        path, (long long)st.st_size, KVL_TOK_MAX_FILE);
-    }
-    size_t n = (size_t)st.st_size;
-    unsigned char *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return kvl_fail(err, KVL_ERR_NOMEM,
-                        "file '%s': cannot allocate %zu bytes", path, n);
-    }
-    size_t got = n ? fread(buf, 1, n, f) : 0;
-    int read_error = ferror(f);
-    fclose(f);
-    if (got != n || read_error) {
-        free(buf);
-        return kvl_fail(err, KVL_ERR_IO,
-                        "file '%s': read %zu of %zu bytes", path, got, n);
-    }
-    *data = buf;
-    *size = n;
-    return KVL_OK;
 }
 
 /* Validates the layout and counts the entries (all of them when
@@ -293,7 +224,8 @@ kvl_status kvl_llama2c_tokenizer_open(const char *path, int32_t vocab_size,
 
     unsigned char *data;
     size_t size;
-    kvl_status st = read_whole_file(path, &data, &size, err);
+    kvl_status st = kvl_tokenizer_read_file(path, KVL_TOK_MAX_FILE,
+                                            "a tokenizer", &data, &size, err);
     if (st != KVL_OK)
         return st;
 
@@ -369,7 +301,7 @@ kvl_status kvl_llama2c_tokenizer_open(const char *path, int32_t vocab_size,
     t->byte_fallback = n >= KVL_TOK_BYTE0 + 256;
     for (int b = 0; b < 256 && t->byte_fallback; b++) {
         int32_t id = KVL_TOK_BYTE0 + b;
-        if (byte_piece_value(piece_of(t, id), (size_t)t->length[id]) != b)
+        if (kvl_byte_piece_value(piece_of(t, id), (size_t)t->length[id], 1) != b)
             t->byte_fallback = 0;
     }
     out->ops = &l2c_ops;
@@ -402,47 +334,7 @@ typedef struct encode_state {
     char *buf;        /* 2 * max_token_length bytes                      */
 } encode_state;
 
-/* a comes before b: higher score first, then the leftmost pair. */
-static int cand_before(const merge_cand *a, const merge_cand *b)
-{
-    if (a->score != b->score)
-        return a->score > b->score;
-    return a->left < b->left;
-}
-
-static void heap_push(encode_state *s, merge_cand c)
-{
-    size_t i = s->n_heap++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!cand_before(&c, &s->heap[parent]))
-            break;
-        s->heap[i] = s->heap[parent];
-        i = parent;
-    }
-    s->heap[i] = c;
-}
-
-static merge_cand heap_pop(encode_state *s)
-{
-    merge_cand top = s->heap[0];
-    merge_cand last = s->heap[--s->n_heap];
-    size_t i = 0, n = s->n_heap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && cand_before(&s->heap[c + 1], &s->heap[c]))
-            c++;
-        if (!cand_before(&s->heap[c], &last))
-            break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (n > 0)
-        s->heap[i] = last;
-    return top;
-}
+KVL_MERGE_HEAP_DEFINE(cand_heap, merge_cand)
 
 /* Pushes the pair (left, right) if its concatenation is a piece that may
  * merge. */
@@ -462,7 +354,7 @@ static void consider_pair(encode_state *s, int32_t left, int32_t right)
         return;
     merge_cand c = {t->score[id], left, right, id, s->ver[left],
                     s->ver[right]};
-    heap_push(s, c);
+    cand_heap_push(s->heap, &s->n_heap, c);
 }
 
 /* Appends the token(s) of one code point cp[0..len) at ids[n]; returns the
@@ -534,7 +426,7 @@ static kvl_status l2c_encode(const void *impl, const char *text,
     for (int32_t i = 0; i + 1 < n; i++)
         consider_pair(&s, i, i + 1);
     while (s.n_heap > 0) {
-        merge_cand c = heap_pop(&s);
+        merge_cand c = cand_heap_pop(s.heap, &s.n_heap);
         if (s.ver[c.left] != c.ver_l || s.ver[c.right] != c.ver_r ||
             s.next[c.left] != c.right)
             continue; /* stale: one side changed or was absorbed */
@@ -587,7 +479,7 @@ static kvl_status l2c_decode(const void *impl, const int32_t *ids, size_t n,
             p++;
             len--;
         }
-        int b = byte_piece_value(p, len);
+        int b = kvl_byte_piece_value(p, len, 1);
         char byte = (char)b;
         kvl_status st = b >= 0 ? kvl_strbuf_append(out, &byte, 1, err)
                                : kvl_strbuf_append(out, p, len, err);

@@ -62,6 +62,7 @@
  * their working memory per call.
  */
 #include "core/error.h"
+#include "tokenizer/merge_heap.h"
 #include "tokenizer/sp_proto.h"
 #include "tokenizer/tokenizer.h"
 
@@ -289,27 +290,6 @@ static int bigram_has(const sp_tok *t, uint64_t key)
     }
 }
 
-/* 0..255 for a "<0xHH>" piece (upper-case hex, as ByteToPiece writes and
- * PieceToByte accepts), else -1. */
-static int byte_piece_value(const char *p, size_t n)
-{
-    if (n != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>')
-        return -1;
-    int v = 0;
-    for (int k = 3; k < 5; k++) {
-        char c = p[k];
-        int d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -332,53 +312,6 @@ static void sp_destroy(void *impl)
     free(t->bigrams);
     free(t->pow);
     free(t);
-}
-
-static kvl_status read_whole_file(const char *path, unsigned char **data,
-                                  size_t *size, kvl_error *err)
-{
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return kvl_fail(err, KVL_ERR_IO, "file '%s': cannot open: %s", path,
-                        strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        int e = errno;
-        fclose(f);
-        return kvl_fail(err, KVL_ERR_IO, "file '%s': cannot stat: %s", path,
-                        strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fclose(f);
-        return kvl_fail(err, KVL_ERR_IO, "file '%s': not a regular file", path);
-    }
-    if ((long long)st.st_size > SP_MAX_FILE) {
-        fclose(f);
-        return kvl_fail(err, KVL_ERR_FORMAT,
-                        "file '%s': %lld bytes is too large for a "
-                        "SentencePiece model (limit %lld)",
-                        path, (long long)st.st_size, SP_MAX_FILE);
-    }
-    size_t n = (size_t)st.st_size;
-    unsigned char *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return kvl_fail(err, KVL_ERR_NOMEM, "file '%s': cannot allocate %zu bytes",
-                        path, n);
-    }
-    size_t got = n ? fread(buf, 1, n, f) : 0;
-    int read_error = ferror(f);
-    fclose(f);
-    if (got != n || read_error) {
-        free(buf);
-        return kvl_fail(err, KVL_ERR_IO, "file '%s': read %zu of %zu bytes", path,
-                        got, n);
-    }
-    *data = buf;
-    *size = n;
-    return KVL_OK;
 }
 
 static const char *model_type_name(int type)
@@ -479,7 +412,7 @@ static kvl_status build_maps(const char *path, sp_tok *t,
                                 "file '%s': byte piece %d '%.*s' although "
                                 "byte_fallback is false",
                                 path, i, (int)(len > 64 ? 64 : len), s);
-            int b = byte_piece_value(s, len);
+            int b = kvl_byte_piece_value(s, len, 0);
             if (b < 0)
                 return kvl_fail(err, KVL_ERR_FORMAT,
                                 "file '%s': byte piece %d '%.*s' is not of the "
@@ -597,7 +530,9 @@ kvl_status kvl_sp_tokenizer_open(const char *path, kvl_tokenizer *out,
 {
     unsigned char *data;
     size_t size;
-    kvl_status st = read_whole_file(path, &data, &size, err);
+    kvl_status st = kvl_tokenizer_read_file(path, SP_MAX_FILE,
+                                            "a SentencePiece model", &data,
+                                            &size, err);
     if (st != KVL_OK)
         return st;
     if (size == 0) {
@@ -819,14 +754,9 @@ typedef struct encode_state {
     int is_prev_unk;
 } encode_state;
 
-/* a comes before b: higher score, then the leftmost. */
-static int cand_before(const merge_cand *a, const merge_cand *b)
-{
-    if (a->score != b->score)
-        return a->score > b->score;
-    return a->left < b->left;
-}
+KVL_MERGE_HEAP_DEFINE(cand_heap, merge_cand)
 
+/* Pushes c, growing the heap (on failure: s->oom, c dropped). */
 static void heap_push(encode_state *s, merge_cand c)
 {
     if (s->n_heap == s->cap_heap) {
@@ -839,36 +769,7 @@ static void heap_push(encode_state *s, merge_cand c)
         s->heap = h;
         s->cap_heap = cap;
     }
-    size_t i = s->n_heap++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!cand_before(&c, &s->heap[parent]))
-            break;
-        s->heap[i] = s->heap[parent];
-        i = parent;
-    }
-    s->heap[i] = c;
-}
-
-static merge_cand heap_pop(encode_state *s)
-{
-    merge_cand top = s->heap[0];
-    merge_cand last = s->heap[--s->n_heap];
-    size_t i = 0, n = s->n_heap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && cand_before(&s->heap[c + 1], &s->heap[c]))
-            c++;
-        if (!cand_before(&s->heap[c], &last))
-            break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (n > 0)
-        s->heap[i] = last;
-    return top;
+    cand_heap_push(s->heap, &s->n_heap, c);
 }
 
 /* MaybeAddNewSymbolPair: pushes (l, r) when their concatenation (they are
@@ -964,7 +865,7 @@ static void merge_run(encode_state *s, int32_t from, int32_t to)
     for (int32_t i = from + 1; i < to; i++)
         maybe_add_pair(s, i - 1, i);
     while (s->n_heap > 0 && !s->oom) {
-        merge_cand c = heap_pop(s);
+        merge_cand c = cand_heap_pop(s->heap, &s->n_heap);
         int32_t l = c.left, r = s->next[l];
         /* Stale: the left was absorbed, or one side grew since the push
          * (symbols only grow, so equal sizes mean both are unchanged). */
@@ -1146,7 +1047,8 @@ static kvl_status sp_decode(const void *impl, const int32_t *ids, size_t n,
             (type == KVL_SP_CONTROL || type == KVL_SP_UNKNOWN))
             continue;
         if (type == KVL_SP_BYTE) {
-            char b = (char)byte_piece_value(piece_of(t, id), (size_t)t->length[id]);
+            char b = (char)kvl_byte_piece_value(piece_of(t, id),
+                                                (size_t)t->length[id], 0);
             st = kvl_strbuf_append(&bytes, &b, 1, err);
             continue;
         }

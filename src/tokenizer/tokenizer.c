@@ -5,12 +5,83 @@
 
 #include "core/error.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 void kvl_free(void *ptr) { free(ptr); }
+
+kvl_status kvl_tokenizer_read_file(const char *path, long long max_size,
+                                   const char *what, unsigned char **data,
+                                   size_t *size, kvl_error *err)
+{
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return kvl_fail(err, KVL_ERR_IO, "file '%s': cannot open: %s", path,
+                        strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        int e = errno;
+        fclose(f);
+        return kvl_fail(err, KVL_ERR_IO, "file '%s': cannot stat: %s", path,
+                        strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fclose(f);
+        return kvl_fail(err, KVL_ERR_IO, "file '%s': not a regular file",
+                        path);
+    }
+    if ((long long)st.st_size > max_size) {
+        fclose(f);
+        return kvl_fail(err, KVL_ERR_FORMAT,
+                        "file '%s': %lld bytes is too large for %s "
+                        "(limit %lld)",
+                        path, (long long)st.st_size, what, max_size);
+    }
+    size_t n = (size_t)st.st_size;
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf) {
+        fclose(f);
+        return kvl_fail(err, KVL_ERR_NOMEM,
+                        "file '%s': cannot allocate %zu bytes", path, n);
+    }
+    size_t got = n ? fread(buf, 1, n, f) : 0;
+    int read_error = ferror(f);
+    fclose(f);
+    if (got != n || read_error) {
+        free(buf);
+        return kvl_fail(err, KVL_ERR_IO,
+                        "file '%s': read %zu of %zu bytes", path, got, n);
+    }
+    *data = buf;
+    *size = n;
+    return KVL_OK;
+}
+
+int kvl_byte_piece_value(const char *p, size_t n, int any_case)
+{
+    if (n != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>')
+        return -1;
+    int v = 0;
+    for (int k = 3; k < 5; k++) {
+        char c = p[k];
+        int d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else if (any_case && c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
 
 static int is_dir(const char *path)
 {

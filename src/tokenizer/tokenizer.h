@@ -41,6 +41,18 @@ struct kvl_tokenizer {
     kvl_strbuf piece;         /* kvl_tokenizer_decode_piece's result */
 };
 
+/* The whole regular file at path into a malloc'ed buffer (*data, *size;
+ * never NULL on success).  A file above max_size bytes is refused
+ * (KVL_ERR_FORMAT: "too large for <what>"). */
+kvl_status kvl_tokenizer_read_file(const char *path, long long max_size,
+                                   const char *what, unsigned char **data,
+                                   size_t *size, kvl_error *err);
+
+/* 0..255 for a byte piece "<0xHH>", else -1.  HH is upper-case hex
+ * (SentencePiece's PieceToByte, as its ByteToPiece writes them), or either
+ * case with any_case (llama2.c's tokenizer.bin). */
+int kvl_byte_piece_value(const char *p, size_t n, int any_case);
+
 /* Format loaders: each fills *t (ops, impl, kind, vocab_size, bos, eos) or
  * returns an error with a message naming the file. */
 kvl_status kvl_llama2c_tokenizer_open(const char *path, int32_t vocab_size,

@@ -6,6 +6,7 @@
  * cache files read back through the library, norms recomputed here, and
  * `generate` against `cache load` (the same greedy continuation).
  */
+#include "cli_run.h"
 #include "model/safetensors.h"
 #include "test_util.h"
 
@@ -18,95 +19,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_ARGS 40
 #define MAX_IDS 64
 
-typedef struct run_result {
-    int status; /* exit code, or -1 when killed by a signal */
-    char *out;
-    char *err;
-} run_result;
-
-static const char *g_bin;
-static char g_out_path[256], g_err_path[256];
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)(n > 0 ? n : 0) + 1);
-    size_t got = s ? fread(s, 1, (size_t)(n > 0 ? n : 0), f) : 0;
-    if (s)
-        s[got] = '\0';
-    fclose(f);
-    return s;
-}
-
-static void redirect(int fd, const char *path, int flags)
-{
-    int f = open(path, flags, 0600);
-    if (f < 0 || dup2(f, fd) < 0)
-        _exit(126);
-    close(f);
-}
-
-/* Child: stdin from /dev/null, stdout / stderr to files, KVLAB_MODEL
- * unset unless `env` ("NAME=VALUE") sets something. */
-static void child(char **argv, const char *env)
-{
-    redirect(0, "/dev/null", O_RDONLY);
-    redirect(1, g_out_path, O_WRONLY | O_CREAT | O_TRUNC);
-    redirect(2, g_err_path, O_WRONLY | O_CREAT | O_TRUNC);
-    unsetenv("KVLAB_MODEL");
-    if (env)
-        putenv((char *)env);
-    execv(g_bin, argv);
-    _exit(127);
-}
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-    r->out = r->err = NULL;
-}
-
-/* Runs kvlab with the NULL-terminated arguments after `env`. */
+/* Runs kvlab with the NULL-terminated arguments after `env` (stdin:
+ * /dev/null). */
 static run_result run_env(const char *env, ...)
 {
-    char *argv[MAX_ARGS + 2];
-    int n = 0;
-    argv[n++] = (char *)g_bin;
     va_list ap;
     va_start(ap, env);
-    const char *a;
-    while (n < MAX_ARGS && (a = va_arg(ap, const char *)) != NULL)
-        argv[n++] = (char *)a;
+    run_result r = run_args(env, "/dev/null", ap);
     va_end(ap);
-    argv[n] = NULL;
-    run_result r = {-1, NULL, NULL};
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0)
-        child(argv, env);
-    int st = 0;
-    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st))
-        r.status = WEXITSTATUS(st);
-    r.out = slurp(g_out_path);
-    r.err = slurp(g_err_path);
     return r;
 }
 
 #define RUN(...) run_env(NULL, __VA_ARGS__, (const char *)NULL)
-
-/* Checks the exit status; prints the child's stderr when it differs. */
-#define EXPECT_STATUS(r, want, what)                                         \
-    CHECK((r).status == (want), "%s: exit %d, want %d; stderr: %s", what,   \
-          (r).status, want, (r).err)
 
 /* ---- usage and failures ---------------------------------------------------------- */
 

@@ -17,6 +17,7 @@
  * follows llama2.c: BOS prints nothing and the first piece after it loses
  * its leading space.
  */
+#include "cli_run.h"
 #include "test_util.h"
 
 #include <fcntl.h>
@@ -27,48 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_ARGS 24
-
-typedef struct run_result {
-    int status; /* exit code, or -1 when killed by a signal */
-    char *out;
-    size_t out_len;
-    char *err;
-} run_result;
-
-static const char *g_bin;
 static const char *g_tok;
-static char g_in_path[256], g_out_path[256], g_err_path[256];
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = 0;
-    char *s = NULL;
-    if (f) {
-        fseek(f, 0, SEEK_END);
-        long sz = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        s = malloc((size_t)(sz > 0 ? sz : 0) + 1);
-        n = s ? fread(s, 1, (size_t)(sz > 0 ? sz : 0), f) : 0;
-        fclose(f);
-    }
-    if (!s)
-        s = calloc(1, 1);
-    if (s)
-        s[n] = '\0';
-    if (len)
-        *len = n;
-    return s;
-}
-
-static void redirect(int fd, const char *path, int flags)
-{
-    int f = open(path, flags, 0600);
-    if (f < 0 || dup2(f, fd) < 0)
-        _exit(126);
-    close(f);
-}
+static char g_in_path[256];
 
 /* Runs kvlab with `input` (len bytes) on stdin and the NULL-terminated
  * arguments; `env` ("NAME=VALUE" or NULL) is set in the child, where
@@ -76,37 +37,12 @@ static void redirect(int fd, const char *path, int flags)
 static run_result run_v(const char *env, const char *input, size_t len,
                         va_list ap)
 {
-    char *argv[MAX_ARGS + 2];
-    int n = 0;
-    argv[n++] = (char *)g_bin;
-    const char *a;
-    while (n < MAX_ARGS && (a = va_arg(ap, const char *)) != NULL)
-        argv[n++] = (char *)a;
-    argv[n] = NULL;
-    run_result r = {-1, NULL, 0, NULL};
     FILE *f = fopen(g_in_path, "wb");
     if (f) {
         fwrite(input, 1, len, f);
         fclose(f);
     }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        redirect(0, g_in_path, O_RDONLY);
-        redirect(1, g_out_path, O_WRONLY | O_CREAT | O_TRUNC);
-        redirect(2, g_err_path, O_WRONLY | O_CREAT | O_TRUNC);
-        unsetenv("KVLAB_MODEL");
-        if (env)
-            putenv((char *)env);
-        execv(g_bin, argv);
-        _exit(127);
-    }
-    int st = 0;
-    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st))
-        r.status = WEXITSTATUS(st);
-    r.out = slurp(g_out_path, &r.out_len);
-    r.err = slurp(g_err_path, NULL);
-    return r;
+    return run_args(env, g_in_path, ap);
 }
 
 static run_result run_env(const char *env, const char *input, ...)
@@ -120,12 +56,6 @@ static run_result run_env(const char *env, const char *input, ...)
 
 #define RUN(input, ...) run_env(NULL, input, __VA_ARGS__, (const char *)NULL)
 
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
 /* The command exits 0 and prints exactly `want`. */
 #define EXPECT_OUT(r, want, what)                                            \
     do {                                                                     \
@@ -134,10 +64,6 @@ static void run_free(run_result *r)
         CHECK(strlen(want) == (r).out_len && strcmp((r).out, want) == 0,     \
               "%s:\n  got  [%s]\n  want [%s]", what, (r).out, want);         \
     } while (0)
-
-#define EXPECT_STATUS(r, want, what)                                         \
-    CHECK((r).status == (want), "%s: exit %d, want %d; stderr: %s", what,   \
-          (r).status, want, (r).err)
 
 /* ---- tokenize --------------------------------------------------------------- */
 

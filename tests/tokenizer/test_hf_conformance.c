@@ -53,35 +53,14 @@ static void check_added_tokens(kvl_tokenizer *tok)
 
 int main(void)
 {
-    const char *torture_path =
-        kvt_source_path("tests/fixtures/tokenizers/torture.json");
-    tf_texts torture;
-    int torture_ok = tf_torture_load(torture_path, &torture) == 0;
-    CHECK(torture_ok, "cannot read %s", torture_path);
-
-    tf_fixture ft, fv;
-    int ft_ok = tf_fixture_load(
-                    kvt_source_path(
-                        "tests/fixtures/tokenizers/qwen3_torture.jsonl.zst"),
-                    "qwen3", "torture", &ft) == 0;
-    int fv_ok = tf_fixture_load(
-                    kvt_source_path(
-                        "tests/fixtures/tokenizers/qwen3_val.jsonl.zst"),
-                    "qwen3", "val", &fv) == 0;
-    if (ft_ok && torture_ok)
-        ft_ok = tf_match_texts(&ft, &torture) == 0;
-    printf("fixtures: %zu torture records, %zu val records (%s)\n", ft.n, fv.n,
-           fv.header ? json_string_value(json_object_get(fv.header, "library"))
-                     : "?");
+    tf_sets sets;
+    tf_sets_load("qwen3", &sets);
 
     const char *path = kvt_shared_path("tokenizers/qwen3/tokenizer.json");
     const char *corpus = kvt_shared_path("corpus/val.txt.zst");
     int rc = -1;
     if (!kvt_file_exists(path) || !kvt_file_exists(corpus)) {
-        if (!kvt_failed)
-            rc = kvt_skip("%s or %s absent (fixtures read and matched to "
-                          "torture.json: %d checks passed)",
-                          path, corpus, kvt_passed);
+        rc = tf_sets_skip(path, corpus);
         goto done;
     }
 
@@ -94,36 +73,21 @@ int main(void)
     printf("loaded %s in %.3f s\n", path, tf_now() - t0);
     CHECK(kvl_tokenizer_get_kind(tok) == KVL_TOKENIZER_HF, "kind %d",
           (int)kvl_tokenizer_get_kind(tok));
-    if (fv.header)
-        CHECK(kvl_tokenizer_vocab_size(tok) == tf_int(fv.header, "vocab_size"),
+    if (sets.fv.header)
+        CHECK(kvl_tokenizer_vocab_size(tok) ==
+                  tf_int(sets.fv.header, "vocab_size"),
               "vocab %d, reference %lld", kvl_tokenizer_vocab_size(tok),
-              (long long)tf_int(fv.header, "vocab_size"));
+              (long long)tf_int(sets.fv.header, "vocab_size"));
     /* tokenizer.json has no BOS: Qwen3's tokenizer_config.json says
      * "bos_token": null and "add_bos_token": false. */
     CHECK(kvl_tokenizer_bos(tok) == -1, "bos %d", kvl_tokenizer_bos(tok));
     check_added_tokens(tok);
 
     tf_spec spec = {"qwen3", "ids_special", NULL, 0, -1};
-    if (ft_ok)
-        tf_run_set(tok, &spec, "torture", &ft, &torture);
-    if (fv_ok) {
-        tf_texts val;
-        t0 = tf_now();
-        int val_ok = tf_val_select(corpus, &val) == 0;
-        CHECK(val_ok, "cannot rebuild the val selection from %s", corpus);
-        if (val_ok) {
-            printf("val selection: %zu lines, %zu bytes (%.2f s)\n", val.n,
-                   val.bytes, tf_now() - t0);
-            if (tf_match_texts(&fv, &val) == 0)
-                tf_run_set(tok, &spec, "val", &fv, &val);
-        }
-        tf_texts_free(&val);
-    }
+    tf_sets_run(tok, &spec, corpus, &sets);
     kvl_tokenizer_free(tok);
 
 done:
-    tf_fixture_free(&ft);
-    tf_fixture_free(&fv);
-    tf_texts_free(&torture);
+    tf_sets_free(&sets);
     return rc >= 0 ? rc : kvt_finish();
 }

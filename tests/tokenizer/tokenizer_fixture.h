@@ -670,4 +670,90 @@ static inline void tf_run_set(kvl_tokenizer *tok, const tf_spec *spec,
            st[TF_ENC].seconds > 0 ? mb / st[TF_ENC].seconds : 0.0);
 }
 
+/* ---- a format's two sets ---------------------------------------------------- */
+
+/*
+ * The torture texts (tests/fixtures/tokenizers/torture.json) and a
+ * format's two committed fixtures, <name>_torture.jsonl.zst and
+ * <name>_val.jsonl.zst, as every conformance test reads them.  The paths
+ * are kept here (not in kvt_source_path's ring): tf_fixture.path points at
+ * them, so a tf_sets must stay where tf_sets_load filled it.
+ */
+typedef struct tf_sets {
+    char torture_path[1024], val_path[1024];
+    tf_texts torture;
+    tf_fixture ft, fv;   /* torture and val fixtures                   */
+    int ft_ok, fv_ok;    /* usable (ft: also matched to torture.json)  */
+} tf_sets;
+
+/* Reads the torture texts and both fixtures of `name` ("qwen3",
+ * "llama2"), checks them (CHECKs) and matches the torture fixture to the
+ * texts; prints the record counts. */
+static inline void tf_sets_load(const char *name, tf_sets *s)
+{
+    memset(s, 0, sizeof *s);
+    const char *torture_json =
+        kvt_source_path("tests/fixtures/tokenizers/torture.json");
+    int torture_ok = tf_torture_load(torture_json, &s->torture) == 0;
+    CHECK(torture_ok, "cannot read %s", torture_json);
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/tokenizers/%s_torture.jsonl.zst",
+             name);
+    snprintf(s->torture_path, sizeof s->torture_path, "%s",
+             kvt_source_path(rel));
+    snprintf(rel, sizeof rel, "tests/fixtures/tokenizers/%s_val.jsonl.zst",
+             name);
+    snprintf(s->val_path, sizeof s->val_path, "%s", kvt_source_path(rel));
+    s->ft_ok = tf_fixture_load(s->torture_path, name, "torture", &s->ft) == 0;
+    s->fv_ok = tf_fixture_load(s->val_path, name, "val", &s->fv) == 0;
+    if (s->ft_ok && torture_ok)
+        s->ft_ok = tf_match_texts(&s->ft, &s->torture) == 0;
+    printf("fixtures: %zu torture records, %zu val records (%s)\n", s->ft.n,
+           s->fv.n,
+           s->fv.header
+               ? json_string_value(json_object_get(s->fv.header, "library"))
+               : "?");
+}
+
+/* Without ../shared's tokenizer or corpus only the fixtures were checked:
+ * kvt_skip's 77 when those checks passed, else -1 (kvt_finish reports the
+ * failures). */
+static inline int tf_sets_skip(const char *tokenizer, const char *corpus)
+{
+    if (kvt_failed)
+        return -1;
+    return kvt_skip("%s or %s absent (fixtures read and matched to "
+                    "torture.json: %d checks passed)",
+                    tokenizer, corpus, kvt_passed);
+}
+
+/* tf_run_set over the torture set, then over the val selection rebuilt
+ * from corpus (checked against the val fixture first). */
+static inline void tf_sets_run(kvl_tokenizer *tok, const tf_spec *spec,
+                               const char *corpus, const tf_sets *s)
+{
+    if (s->ft_ok)
+        tf_run_set(tok, spec, "torture", &s->ft, &s->torture);
+    if (!s->fv_ok)
+        return;
+    tf_texts val;
+    double t0 = tf_now();
+    int val_ok = tf_val_select(corpus, &val) == 0;
+    CHECK(val_ok, "cannot rebuild the val selection from %s", corpus);
+    if (val_ok) {
+        printf("val selection: %zu lines, %zu bytes (%.2f s)\n", val.n,
+               val.bytes, tf_now() - t0);
+        if (tf_match_texts(&s->fv, &val) == 0)
+            tf_run_set(tok, spec, "val", &s->fv, &val);
+    }
+    tf_texts_free(&val);
+}
+
+static inline void tf_sets_free(tf_sets *s)
+{
+    tf_fixture_free(&s->ft);
+    tf_fixture_free(&s->fv);
+    tf_texts_free(&s->torture);
+}
+
 #endif
