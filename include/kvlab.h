@@ -150,6 +150,11 @@ typedef struct kvl_model_info {
     int64_t weight_bytes;    /* bytes of all weights as stored              */
     const char *fingerprint; /* 64 hex chars; owned by model                */
     const char *path;        /* as given to kvl_model_load; owned by model  */
+    /* Every id that ends generation: config.json's eos_token_id (an int or
+     * a list), replaced by generation_config.json's when the folder has
+     * one.  eos_token_id above is the first.  Owned by the model. */
+    int32_t n_eos_token_ids;
+    const int32_t *eos_token_ids;
 } kvl_model_info;
 
 typedef struct kvl_model_options {

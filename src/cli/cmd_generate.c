@@ -110,13 +110,16 @@ int cli_generate_option(const char *cmd, int opt, const char *arg,
 
 /* ---- the generation loop ------------------------------------------------------- */
 
+#define KVL_GEN_MAX_EOS 9
+
 typedef struct gen_state {
     kvl_session *session;
     kvl_sampler *sampler;
     kvl_tokenizer *tok; /* NULL with --ids                          */
     float *logits;      /* [vocab]                                   */
     int32_t prev_id;    /* last token for piece decoding; -1 none    */
-    int32_t eos;
+    int32_t eos[KVL_GEN_MAX_EOS]; /* ids that end generation       */
+    int32_t n_eos;
     int32_t generated;
     int first_out;
 } gen_state;
@@ -170,6 +173,28 @@ static void emit(gen_state *g, int32_t id, int ids)
     g->prev_id = id;
 }
 
+static int is_eos(const gen_state *g, int32_t id)
+{
+    for (int32_t i = 0; i < g->n_eos; i++)
+        if (g->eos[i] == id)
+            return 1;
+    return 0;
+}
+
+/* The model's end-of-generation ids (config / generation_config), else the
+ * tokenizer's EOS. */
+static void set_eos(gen_state *g, const kvl_model_info *info,
+                    const kvl_tokenizer *tok)
+{
+    g->n_eos = 0;
+    for (int32_t i = 0; i < info->n_eos_token_ids && g->n_eos < KVL_GEN_MAX_EOS; i++)
+        g->eos[g->n_eos++] = info->eos_token_ids[i];
+    if (g->n_eos == 0 && info->eos_token_id >= 0)
+        g->eos[g->n_eos++] = info->eos_token_id;
+    if (g->n_eos == 0 && tok && kvl_tokenizer_eos(tok) >= 0)
+        g->eos[g->n_eos++] = kvl_tokenizer_eos(tok);
+}
+
 /* Samples up to n tokens.  Each emitted token is run through the model
  * when a later step (or the saved cache) needs it. */
 static kvl_status gen_loop(gen_state *g, const cli_generate_args *a,
@@ -184,7 +209,7 @@ static kvl_status gen_loop(gen_state *g, const cli_generate_args *a,
             break;
         }
         int32_t id = kvl_sampler_sample(g->sampler, g->logits);
-        if (id == g->eos && !a->ignore_eos) {
+        if (is_eos(g, id) && !a->ignore_eos) {
             if (a->verbose)
                 fputs("stopped at EOS\n", stderr);
             break;
@@ -280,8 +305,7 @@ static int gen_setup(const cli_generate_args *a, const cli_model *m,
     g->tok = tok;
     g->prev_id = -1;
     g->first_out = 1;
-    g->eos = m->info.eos_token_id >= 0 ? m->info.eos_token_id
-                                       : (tok ? kvl_tokenizer_eos(tok) : -1);
+    set_eos(g, &m->info, tok);
     int rc = cli_session_open(m, &a->in, (int64_t)n + a->n_new + 1,
                               &g->session);
     if (rc == CLI_OK && a->cache_path)

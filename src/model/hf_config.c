@@ -296,6 +296,33 @@ static kvl_status parse_token_id(const char *path, const json_t *root,
     return KVL_OK;
 }
 
+kvl_status kvl_hf_parse_eos_ids(const char *path, const json_t *root,
+                                kvl_config *cfg, kvl_error *err)
+{
+    const json_t *v = json_object_get(root, "eos_token_id");
+    if (is_absent(v))
+        return KVL_OK; /* keep what is there */
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    if (n > KVL_MAX_EOS_IDS)
+        return kvl_fail(err, KVL_ERR_UNSUPPORTED,
+                        "file '%s': eos_token_id lists %zu ids; at most %d "
+                        "are supported", path, n, KVL_MAX_EOS_IDS);
+    int32_t ids[KVL_MAX_EOS_IDS];
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!json_is_integer(e) || json_integer_value(e) < 0 ||
+            json_integer_value(e) > INT32_MAX)
+            return kvl_fail(err, KVL_ERR_FORMAT,
+                            "file '%s': eos_token_id must be a non-negative "
+                            "integer or a list of them", path);
+        ids[i] = (int32_t)json_integer_value(e);
+    }
+    memcpy(cfg->eos_ids, ids, n * sizeof ids[0]);
+    cfg->n_eos_ids = (int32_t)n;
+    cfg->eos_token_id = n ? ids[0] : -1;
+    return KVL_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* RoPE                                                                      */
 /* ------------------------------------------------------------------------ */
@@ -416,6 +443,7 @@ kvl_status kvl_hf_config_parse(const json_t *root, const char *path,
                              err)) ||
         (st = parse_token_id(path, root, "eos_token_id", &cfg->eos_token_id,
                              err)) ||
+        (st = kvl_hf_parse_eos_ids(path, root, cfg, err)) ||
         (st = parse_rope(path, root, cfg, err)))
         return st;
     return KVL_OK;

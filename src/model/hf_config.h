@@ -28,4 +28,10 @@ kvl_status kvl_hf_config_parse(const json_t *root, const char *path,
                                kvl_config *cfg, kvl_hf_config_extra *extra,
                                kvl_error *err);
 
+/* Reads eos_token_id (an int or a list) of a config.json or
+ * generation_config.json object into cfg->eos_ids / n_eos_ids and
+ * eos_token_id; leaves cfg unchanged when the key is absent or null. */
+kvl_status kvl_hf_parse_eos_ids(const char *path, const json_t *root,
+                                kvl_config *cfg, kvl_error *err);
+
 #endif

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define HF_SINGLE "model.safetensors"
 #define HF_INDEX "model.safetensors.index.json"
@@ -348,6 +349,30 @@ static kvl_status bind_all(hf_ctx *c, int tie_explicit, kvl_error *err)
     return KVL_OK;
 }
 
+/* generation_config.json, when present, says which ids end generation
+ * (transformers' generate() uses its eos_token_id, which may list several,
+ * e.g. ChatML's <|im_end|> beside <|endoftext|>). */
+static kvl_status read_generation_config(kvl_model *m, const char *dir,
+                                         kvl_error *err)
+{
+    char *path = join_path(dir, "generation_config.json");
+    if (!path)
+        return kvl_fail(err, KVL_ERR_NOMEM, "folder '%s': out of memory", dir);
+    kvl_status st = KVL_OK;
+    if (access(path, F_OK) == 0) {
+        json_t *root = NULL;
+        st = kvl_json_load_path(path, &root, err);
+        if (st == KVL_OK && !json_is_object(root))
+            st = kvl_fail(err, KVL_ERR_FORMAT,
+                          "file '%s': the top level must be a JSON object", path);
+        if (st == KVL_OK)
+            st = kvl_hf_parse_eos_ids(path, root, &m->cfg, err);
+        json_decref(root);
+    }
+    free(path);
+    return st;
+}
+
 kvl_status kvl_load_hf(kvl_model *m, const char *dir, kvl_error *err)
 {
     hf_ctx c = {.m = m};
@@ -358,6 +383,8 @@ kvl_status kvl_load_hf(kvl_model *m, const char *dir, kvl_error *err)
                         dir);
     kvl_status st = kvl_hf_config_load(config_path, &m->cfg, &extra, err);
     free(config_path);
+    if (st == KVL_OK)
+        st = read_generation_config(m, dir, err);
     if (st == KVL_OK)
         st = open_weights(&c, dir, err);
     if (st == KVL_OK)

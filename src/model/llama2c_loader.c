@@ -195,6 +195,8 @@ static void fill_config(kvl_config *c, const l2c_header *h)
     c->tied_embeddings = !h->unshared;
     c->bos_token_id = 1;
     c->eos_token_id = 2;
+    c->eos_ids[0] = 2;
+    c->n_eos_ids = 1;
 }
 
 /* Cursor over the fp32 arrays that follow the header. */

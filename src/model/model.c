@@ -345,6 +345,8 @@ void kvl_model_get_info(const kvl_model *m, kvl_model_info *info)
     info->weight_dtype = m->weight_dtype;
     info->bos_token_id = c->bos_token_id;
     info->eos_token_id = c->eos_token_id;
+    info->n_eos_token_ids = c->n_eos_ids;
+    info->eos_token_ids = c->eos_ids;
     info->n_params = m->n_params;
     info->weight_bytes = m->weight_bytes;
     info->fingerprint = m->fingerprint;

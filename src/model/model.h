@@ -33,6 +33,8 @@ typedef struct kvl_layer_weights {
     kvl_weight b_gate, b_up, b_down; /* optional (mlp_bias)      */
 } kvl_layer_weights;
 
+#define KVL_MAX_EOS_IDS 8
+
 typedef struct kvl_config {
     kvl_arch arch;
     char arch_name[64];
@@ -43,6 +45,11 @@ typedef struct kvl_config {
     int32_t tied_embeddings;
     int32_t qkv_bias, o_bias, mlp_bias, qk_norm;
     int32_t bos_token_id, eos_token_id;
+    /* Every id that ends generation (config.json's eos_token_id, or
+     * generation_config.json's when that file has one); eos_token_id is
+     * the first. */
+    int32_t eos_ids[KVL_MAX_EOS_IDS];
+    int32_t n_eos_ids;
 } kvl_config;
 
 struct kvl_model {
