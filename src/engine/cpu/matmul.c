@@ -182,27 +182,24 @@ static kvl_status gemm(float *out, const float *x, int T, const kvl_weight *w,
     return KVL_OK;
 }
 
-static void add_bias(float *out, int T, const kvl_weight *bias)
+/* out[t][i] += bias[i]; the bias is converted once into the scratch
+ * (free again once the product is done), so no allocation per call. */
+static kvl_status add_bias(float *out, int T, const kvl_weight *bias,
+                           kvl_matmul_scratch *scratch, kvl_error *err)
 {
     const int64_t N = bias->cols;
-    float *b = malloc((size_t)N * sizeof(float));
-    if (b) {
-        kvl_convert_to_f32(b, bias->data, bias->dtype, (size_t)N);
-        for (int t = 0; t < T; t++)
-            for (int64_t i = 0; i < N; i++)
-                out[(int64_t)t * N + i] += b[i];
-        free(b);
-        return;
+    const float *b = bias->data;
+    if (bias->dtype != KVL_DTYPE_F32) {
+        kvl_status st = scratch_reserve(scratch, (size_t)N, err);
+        if (st != KVL_OK)
+            return st;
+        kvl_convert_to_f32(scratch->buf, bias->data, bias->dtype, (size_t)N);
+        b = scratch->buf;
     }
-    /* Allocation failed: convert element by element (slow, still right). */
     for (int t = 0; t < T; t++)
-        for (int64_t i = 0; i < N; i++) {
-            float bi;
-            kvl_convert_to_f32(&bi, (const unsigned char *)bias->data +
-                                        (size_t)i * kvl_dtype_size(bias->dtype),
-                               bias->dtype, 1);
-            out[(int64_t)t * N + i] += bi;
-        }
+        for (int64_t i = 0; i < N; i++)
+            out[(int64_t)t * N + i] += b[i];
+    return KVL_OK;
 }
 
 kvl_status kvl_matmul(float *out, const float *x, int T, const kvl_weight *w,
@@ -219,7 +216,7 @@ kvl_status kvl_matmul(float *out, const float *x, int T, const kvl_weight *w,
             return st;
     }
     if (bias && bias->data)
-        add_bias(out, T, bias);
+        return add_bias(out, T, bias, scratch, err);
     return KVL_OK;
 }
 
