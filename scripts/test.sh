@@ -12,6 +12,14 @@ cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
 ./scripts/check-install.sh
 
+echo "== the README's first command's demo: both bundled models answer from their context"
+demo=$(./scripts/demo-pair.sh build)
+echo "$demo"
+for want in Lyra Seattle beekeeper; do
+  n=$(grep -c "assistant: .*\b$want\b" <<<"$demo" || true)
+  [ "$n" -eq 2 ] || { echo "demo-pair.sh: '$want' answered by $n of 2 models" >&2; exit 1; }
+done
+
 echo "== libFuzzer smoke run of every parser"
 ./scripts/fuzz.sh 10
 

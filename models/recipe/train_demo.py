@@ -151,7 +151,12 @@ def _zstd_ctypes(data, libpaths):
 
 
 def read_zst(path, data_dir=None):
-    """Whole decompressed contents of a (possibly multi-frame) zstd file."""
+    """Whole decompressed contents of a (possibly multi-frame) zstd file.
+    Where X.zst is absent but X exists (for example dialogues.txt generated
+    on the GPU machine to keep the carried folder small), X is read as is."""
+    if not os.path.exists(path) and path.endswith(".zst") and os.path.exists(path[:-4]):
+        with open(path[:-4], "rb") as f:
+            return f.read()
     try:
         from compression import zstd as czstd  # Python 3.14
         with open(path, "rb") as f:
