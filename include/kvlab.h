@@ -506,6 +506,43 @@ kvl_status kvl_chat_render(const char *config_path, kvl_chat_family family,
                            int add_generation_prompt, char **out,
                            kvl_error *err);
 
+/* ------------------------------------------------------------------------ */
+/* The experiment program (docs/experiments.md)                              */
+/* ------------------------------------------------------------------------ */
+
+/* Progress of a long task: `done` of `total` units of the task named
+ * `task` (e.g. "modes: demo-receiver").  Called on the thread that called
+ * kvl_experiment_run, at most about 20 times a second. */
+typedef void (*kvl_progress_fn)(void *user, const char *task, int64_t done,
+                                int64_t total);
+
+typedef struct kvl_run_options {
+    const char *phase;      /* NULL or "all": the config's phases; else one
+                               of "structure", "modes", "transfer",
+                               "identity", "sweep"                        */
+    const char *output_dir; /* NULL: <config output>/<config name>        */
+    int32_t n_threads;      /* 0 = every core (OpenMP default)            */
+    const char *revision;   /* source revision for the provenance block
+                               (e.g. `git describe`), may be NULL         */
+    const char *const *models; /* n_models paths replacing the config's
+                                  models (and the sweep's), or NULL       */
+    int32_t n_models;
+    kvl_progress_fn progress; /* may be NULL */
+    void *progress_user;
+} kvl_run_options;
+
+/*
+ * Runs the experiment program described by the JSON configuration at
+ * `config_path` and writes its results folder: runs.jsonl, summary.json,
+ * report.md with plots under plots/, and the provenance (in summary.json
+ * and report.md).  On success *report_path (if non-NULL) receives the
+ * report's path, owned by the caller (kvl_free).  Same config and seed give
+ * the same numbers whatever the thread count.
+ */
+kvl_status kvl_experiment_run(const char *config_path,
+                              const kvl_run_options *options,
+                              char **report_path, kvl_error *err);
+
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop
 #endif

@@ -12,7 +12,7 @@ cmake --build build-fuzz -j"$(nproc)" >/dev/null
 
 seeds=build-fuzz/seeds
 rm -rf "$seeds"
-mkdir -p "$seeds"/{safetensors,hf_config,cache_file,llama2c,sp_model,hf_tokenizer}
+mkdir -p "$seeds"/{safetensors,hf_config,cache_file,llama2c,sp_model,hf_tokenizer,experiment}
 fx=tests/fixtures
 cp "$fx"/llama_gqa_f32/model.safetensors "$seeds"/safetensors/ 2>/dev/null || true
 cp "$fx"/qwen3_qknorm_f32_sharded/model-00001-of-*.safetensors "$seeds"/safetensors/ 2>/dev/null || true
@@ -32,7 +32,13 @@ cp tests/fixtures/tokenizers/trained/tokenizer.json "$seeds"/hf_tokenizer/traine
 ./build/kvlab cache save --model tests/fixtures/llama_gqa_f32 --tokens 1,2,3 \
   -o "$seeds"/cache_file/tiny.kvc >/dev/null 2>&1 || true
 
-for t in safetensors hf_config cache_file llama2c sp_model hf_tokenizer; do
+# experiment files: the shipped config, battery, personas and prompt sets.
+cp experiments/default.json "$seeds"/experiment/config.json
+cp experiments/batteries/default.json "$seeds"/experiment/battery.json
+cp experiments/personas/default.json "$seeds"/experiment/personas.json
+cp experiments/prompts/identity-a.json "$seeds"/experiment/prompts.json
+
+for t in safetensors hf_config cache_file llama2c sp_model hf_tokenizer experiment; do
   echo "== fuzz_$t for ${secs}s"
   (cd build-fuzz && ./fuzz/fuzz_$t "../$seeds/$t" -max_total_time="$secs" \
      -max_len=65536 -print_final_stats=0 2>&1 | tail -n 3)

@@ -20,12 +20,19 @@ for want in Lyra Seattle beekeeper; do
   [ "$n" -eq 2 ] || { echo "demo-pair.sh: '$want' answered by $n of 2 models" >&2; exit 1; }
 done
 
+echo "== the main job: kvlab run (whole experiment program on the demo pair)"
+rm -rf build/results-default
+./build/kvlab run --quiet -o build/results-default
+for f in report.md summary.json runs.jsonl plots/transfer-accuracy.png; do
+  [ -s "build/results-default/$f" ] || { echo "kvlab run: $f missing" >&2; exit 1; }
+done
+
 echo "== libFuzzer smoke run of every parser"
 ./scripts/fuzz.sh 10
 
 echo "== clang ASan+UBSan build"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
-  -DKVL_SANITIZE=ON -DKVL_NATIVE=OFF -DKVL_BUILD_BENCH=OFF >/dev/null
+  -DKVL_SANITIZE=ON -DKVL_NATIVE=OFF -DKVL_BUILD_BENCH=OFF -DCMAKE_C_FLAGS_DEBUG="-g -O1" >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --output-on-failure -j"$jobs")
+  LSAN_OPTIONS=suppressions="$PWD/../scripts/lsan.supp" ctest --output-on-failure -j"$jobs")

@@ -1354,17 +1354,39 @@ void gd_eval_item_json(gd_buf *b, int index, const gd_eval_item *it)
     gd_puts(b, "}\n");
 }
 
+/* One held-out persona as a JSON line. */
+void gd_facts_json(gd_gen *g, gd_buf *b, int index)
+{
+    static const char *const keys[GD_NSLOTS] = {"name", "city", "job",
+                                                "pet_kind", "pet_name", "colour"};
+    gd_person p;
+    gd_draw_person(g, &p, NULL, 0);
+    char num[32];
+    snprintf(num, sizeof num, "{\"id\": %d", index);
+    gd_puts(b, num);
+    for (int s = 0; s < GD_NSLOTS; s++) {
+        gd_puts(b, ", \"");
+        gd_puts(b, keys[s]);
+        gd_puts(b, "\": ");
+        gd_json_string(b, p.v[s]);
+    }
+    gd_puts(b, "}\n");
+}
+
 #ifndef GD_NO_MAIN
 
 static const char usage[] =
     "Usage: gen_dialogues train [--n N] [--seed S] [--out FILE]\n"
     "       gen_dialogues eval  [--n N] [--seed S] [--out FILE]\n"
+    "       gen_dialogues facts [--n N] [--seed S] [--out FILE]\n"
     "       gen_dialogues split VALUE...\n"
     "\n"
     "train: N ChatML dialogues and stories for training (default N 1000), each\n"
     "       followed by \"<|endoftext|>\" and a newline; only training values.\n"
     "eval:  N held-out recall items as JSON lines (default N 300: name, city,\n"
     "       job in turn; 3 in 4 ask about the persona); only held-out values.\n"
+    "facts: N held-out personas as JSON lines (default N 100): name, city,\n"
+    "       job, pet_kind, pet_name, colour (kvlab run transfer's items).\n"
     "split: prints train or held-out for each value (held out when FNV-1a-64\n"
     "       of the ASCII-lowercased value is 0 mod 5).\n"
     "--seed S (default 1) fixes the output; --out FILE (default stdout).\n"
@@ -1400,15 +1422,16 @@ int main(int argc, char **argv)
         return 0;
     }
     gd_mode mode;
+    const int facts = strcmp(cmd, "facts") == 0;
     if (strcmp(cmd, "train") == 0)
         mode = GD_TRAIN;
-    else if (strcmp(cmd, "eval") == 0)
+    else if (strcmp(cmd, "eval") == 0 || facts)
         mode = GD_EVAL;
     else {
         fprintf(stderr, "gen_dialogues: unknown command '%s'\n%s", cmd, usage);
         return 2;
     }
-    uint64_t n = mode == GD_TRAIN ? 1000 : 300, seed = 1;
+    uint64_t n = mode == GD_TRAIN ? 1000 : facts ? 100 : 300, seed = 1;
     const char *out_path = NULL;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -1452,6 +1475,8 @@ int main(int argc, char **argv)
         gd_reset_used(&g);
         if (mode == GD_TRAIN) {
             rc = gd_train_doc(&g, &b);
+        } else if (facts) {
+            gd_facts_json(&g, &b, (int)i);
         } else {
             rc = gd_eval_item_make(&g, (int)i, &it);
             if (rc == 0)

@@ -322,6 +322,7 @@ int cmd_cache_slice(int argc, char **argv);
 int cmd_cache_reposition(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv); /* cmd_tokenizer_train.c */
 int cmd_tokenize(int argc, char **argv);   /* cmd_tokenize.c */
+int cmd_run(int argc, char **argv);        /* cmd_run.c */
 int cmd_detokenize(int argc, char **argv); /* cmd_tokenize.c */
 
 #endif

@@ -10,6 +10,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"run", cmd_run, "the experiment program: structure, cognitive modes, "
+                     "transplant, identity, sweep (report + plots)"},
     {"forward", cmd_forward, "one forward pass: top-5 next tokens, or dump "
                              "all logits and the cache"},
     {"generate", cmd_generate, "generate text (or ids) from a prompt or a "
@@ -32,7 +34,8 @@ static const char main_help[] =
     "\n"
     "Runs Llama / Qwen checkpoints on the CPU and treats their KV cache as\n"
     "a first-class object: look inside it, save it, slice it, move it to\n"
-    "other positions, and continue generating from it.\n"
+    "other positions, continue generating from it, and run the experiment\n"
+    "program on it ('kvlab run': the whole program on the demo pair).\n"
     "\n"
     "Commands:\n";
 
@@ -45,7 +48,7 @@ static const char main_help_tail[] =
     "  -V, --version    print the program and library versions\n"
     "\n"
     "Model: commands that take --model default to $KVLAB_MODEL, then to the\n"
-    "bundled model <source>/models/default.\n"
+    "bundled model <source>/models/default (the demo receiver).\n"
     "\n"
     "Exit status: 0 success; 1 failure (the message follows 'kvlab: ' on\n"
     "stderr); 2 bad usage (unknown option, missing or malformed value).\n"

@@ -63,7 +63,7 @@ static void test_command_help(void)
                              {"inspect", NULL},    {"cache", NULL},
                              {"cache", "info"},    {"cache", "save"},
                              {"cache", "load"},    {"cache", "slice"},
-                             {"cache", "reposition"}};
+                             {"cache", "reposition"}, {"run", NULL}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char want[64];
         snprintf(want, sizeof want, "Usage: kvlab %s%s%s", cmds[i][0],
@@ -138,6 +138,10 @@ static void test_usage_errors(void)
     expect_usage(RUN("cache", "reposition", "a.kvc", "-o", "b.kvc",
                      "--delta", "1.5"),
                  "kvlab cache reposition", "--delta 1.5");
+    expect_usage(RUN("run", "--bogus"), "kvlab run", "run: unknown option");
+    expect_usage(RUN("run", "modes", "a.json", "b.json"), "kvlab run",
+                 "run: two configs");
+    expect_usage(RUN("run", "--threads", "-1"), "kvlab run", "run --threads -1");
 }
 
 /* A failure: exit 1 and "kvlab: ..." naming `name`. */
@@ -155,6 +159,8 @@ static void test_failures(void)
     const char *m = "/nonexistent/kvlab-test/model.bin";
     expect_failure(RUN("generate", "--model", m, "--tokens", "1"), m,
                    "missing model");
+    expect_failure(RUN("run", "/nonexistent/kvlab-test/cfg.json"),
+                   "/nonexistent/kvlab-test/cfg.json", "missing experiment config");
     expect_failure(RUN("forward", "--model", m, "--tokens", "1"), m,
                    "missing model (forward)");
     expect_failure(run_env("KVLAB_MODEL=/nonexistent/kvlab-env.bin",
