@@ -383,6 +383,16 @@ typedef enum kvl_tokenizer_kind {
  */
 kvl_status kvl_tokenizer_load(const char *path, int32_t vocab_size,
                               kvl_tokenizer **out, kvl_error *err);
+/*
+ * The tokenizer file that goes with a model: for a model folder its
+ * tokenizer.json, tokenizer.model or tokenizer.bin (in that order); for a
+ * llama2.c .bin file, beside the (symlink-resolved) file: tok<vocab>.bin
+ * (stories260K.bin -> tok512.bin), tokenizer.bin, or the only tok*.bin.
+ * *path is a new string owned by the caller (kvl_free); KVL_ERR_IO with
+ * what was looked for when there is none.
+ */
+kvl_status kvl_tokenizer_find(const char *model_path, int32_t vocab_size,
+                              char **path, kvl_error *err);
 void kvl_tokenizer_free(kvl_tokenizer *tok);
 kvl_tokenizer_kind kvl_tokenizer_get_kind(const kvl_tokenizer *tok);
 /* Number of ids (added tokens included). */

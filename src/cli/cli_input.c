@@ -66,12 +66,6 @@ static int path_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-static int is_directory(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* --model, else $KVLAB_MODEL, else the bundled model of the source tree. */
 static int resolve_model_path(const char *given, char *out, size_t cap)
 {
@@ -120,68 +114,6 @@ void cli_model_close(cli_model *m)
 
 /* ---- tokenizer ------------------------------------------------------------------------ */
 
-static int has_tok_bin_name(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 7 && strncmp(name, "tok", 3) == 0 &&
-           strcmp(name + n - 4, ".bin") == 0;
-}
-
-/* The only tok*.bin in dir (other than the model file itself). */
-static int find_unique_tok_bin(const char *dir, const char *model_base,
-                               char *out, size_t cap)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    int found = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!has_tok_bin_name(e->d_name) || strcmp(e->d_name, model_base) == 0)
-            continue;
-        if (found++ == 0)
-            snprintf(out, cap, "%s/%s", dir, e->d_name);
-    }
-    closedir(d);
-    return found == 1;
-}
-
-/* Default tokenizer of a model; 1 when one exists (path in out). */
-static int default_tokenizer(const cli_model *m, char *out, size_t cap)
-{
-    if (is_directory(m->path)) {
-        /* The order of kvl_tokenizer_load for a folder. */
-        static const char *const names[] = {"tokenizer.json",
-                                            "tokenizer.model",
-                                            "tokenizer.bin"};
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-            snprintf(out, cap, "%s/%s", m->path, names[i]);
-            if (path_exists(out))
-                return 1;
-        }
-        return 0;
-    }
-    /* Look beside the real file: models/default may be a symlink to
-     * models/stories260K/stories260K.bin. */
-    char dir[PATH_MAX];
-    if (!realpath(m->path, dir))
-        snprintf(dir, sizeof dir, "%s", m->path);
-    char *slash = strrchr(dir, '/');
-    const char *base = slash ? slash + 1 : m->path; /* stays valid below */
-    if (slash)
-        *slash = '\0';
-    /* "x.bin" lies in "."; "/x.bin" in "/" (dir is then ""). */
-    const char *d = !slash ? "." : dir[0] ? dir : "/";
-    /* stories260K.bin -> tok512.bin: the llama2.c naming convention. */
-    snprintf(out, cap, "%s/tok%" PRId32 ".bin", d, m->info.vocab_size);
-    if (path_exists(out))
-        return 1;
-    snprintf(out, cap, "%s/tokenizer.bin", d);
-    if (path_exists(out))
-        return 1;
-    return find_unique_tok_bin(d, base, out, cap);
-}
-
 int cli_tokenizer_open(const cli_input *in, const cli_model *m, int required,
                        kvl_tokenizer **out)
 {
@@ -191,18 +123,16 @@ int cli_tokenizer_open(const cli_input *in, const cli_model *m, int required,
         snprintf(path, sizeof path, "%s", in->tokenizer_path);
     } else if (!m) {
         return cli_failf("no tokenizer given: pass --tokenizer PATH");
-    } else if (!default_tokenizer(m, path, sizeof path)) {
-        if (!required)
-            return CLI_OK;
-        if (is_directory(m->path))
-            return cli_failf("no tokenizer found for model '%s' (looked for "
-                             "tokenizer.json, tokenizer.model and "
-                             "tokenizer.bin in it): pass --tokenizer PATH",
-                             m->path);
-        return cli_failf("no tokenizer found for model '%s' (looked for "
-                         "tok%" PRId32 ".bin, tokenizer.bin or a single "
-                         "tok*.bin beside it): pass --tokenizer PATH",
-                         m->path, m->info.vocab_size);
+    } else {
+        char *found = NULL;
+        kvl_error ferr = {0};
+        if (kvl_tokenizer_find(m->path, m->info.vocab_size, &found, &ferr) != KVL_OK) {
+            if (!required)
+                return CLI_OK;
+            return cli_failf("%s: pass --tokenizer PATH", ferr.message);
+        }
+        snprintf(path, sizeof path, "%s", found);
+        kvl_free(found);
     }
     kvl_error err = {0};
     /* The model's vocabulary size sizes a llama2.c tokenizer.bin (which

@@ -38,10 +38,14 @@ kvl_status kvl_exp_model_load(const char *path, const char *label,
         return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
     }
     kvl_status st = kvl_model_load(path, NULL, &m->model, err);
+    char *tok = NULL;
     if (st == KVL_OK) {
         kvl_model_get_info(m->model, &m->info);
-        st = kvl_tokenizer_load(path, m->info.vocab_size, &m->tok, err);
+        st = kvl_tokenizer_find(path, m->info.vocab_size, &tok, err);
     }
+    if (st == KVL_OK)
+        st = kvl_tokenizer_load(tok, m->info.vocab_size, &m->tok, err);
+    kvl_free(tok);
     if (st == KVL_OK)
         m->chat_config = tokenizer_config_of(path);
     if (st != KVL_OK) {
