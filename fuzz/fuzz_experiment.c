@@ -1,5 +1,7 @@
 /* Any bytes as an experiment config, battery, personas or prompt-set file:
  * parsed or refused, never a crash. */
+#include <jansson.h>
+
 #include "experiments/battery.h"
 #include "experiments/config.h"
 
