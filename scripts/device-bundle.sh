@@ -12,8 +12,14 @@
 # and checks, under `env -i` with only PATH, that every library resolves
 # inside the bundle and that kvlab and bench_tokenizer run.
 #
+# The CUDA libraries (cudart, cuBLAS) are not bundled: they are the GPU
+# machine's own (the wrappers add /usr/local/cuda/lib64 to the search path).
+#
 # usage: scripts/device-bundle.sh [OUT]   (default OUT: .device-bundle)
-# environment: KVL_BUNDLE_MARCH (default x86-64-v3: AVX2 + FMA, no
+# environment: KVL_BUNDLE_TESTS (ctest programs to add, e.g.
+#              "engine_test_cuda_kernels engine_test_cuda_forward"; run them
+#              with KVL_SOURCE_DIR set to a checkout),
+#              KVL_BUNDLE_MARCH (default x86-64-v3: AVX2 + FMA, no
 #              AVX-512), KVL_BUNDLE_BUILD (build folder, default
 #              build-device-bundle), KVL_BUNDLE_MAX_MB (default 55).
 # Both default folders are ignored by git (/build*/, and .device-bundle
@@ -30,14 +36,18 @@ omp_blas=/usr/lib/$multiarch/openblas-openmp
 echo "== Release build in $build (-march=$march, no -march=native)"
 # CMAKE_SKIP_RPATH: no RUNPATH to this machine's OpenBLAS folder; the
 # wrappers' LD_LIBRARY_PATH alone decides which libraries load.
+tests=${KVL_BUNDLE_TESTS:-}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVL_NATIVE=OFF \
-  -DKVL_BUILD_TESTS=OFF -DKVL_BUILD_BENCH=ON -DCMAKE_SKIP_RPATH=ON \
-  -DCMAKE_C_FLAGS="-march=$march" >/dev/null
+  -DKVL_BUILD_TESTS=$([[ -n $tests ]] && echo ON || echo OFF) -DKVL_BUILD_BENCH=ON \
+  -DCMAKE_SKIP_RPATH=ON -DCMAKE_C_FLAGS="-march=$march" >/dev/null
 cmake --build "$build" -j"$(nproc)"
 
 progs=("$build/kvlab")
 for p in "$build"/bench_*; do
   [[ -f $p && -x $p ]] && progs+=("$p")
+done
+for t in $tests; do
+  progs+=("$build/tests/$t")
 done
 
 echo "== bundle in $out"
@@ -47,9 +57,11 @@ for p in "${progs[@]}"; do
   cp "$p" "$out/bin/"
 done
 
-# glibc's own libraries (and the loader) are the target machine's.
+# glibc's own libraries (and the loader) are the target machine's, and so
+# are CUDA's.
 is_glibc() {
   case "$1" in
+    libcuda.so.*|libcudart.so.*|libcublas.so.*|libcublasLt.so.*|libnvrtc*|libnvJitLink*) return 0 ;;
     linux-vdso.so.*|ld-linux*|libc.so.*|libm.so.*|libmvec.so.*|libpthread.so.*|\
     libdl.so.*|librt.so.*|libresolv.so.*|libutil.so.*|libanl.so.*|libnsl.so.*|\
     libBrokenLocale.so.*|libthread_db.so.*|libc_malloc_debug.so.*) return 0 ;;
@@ -62,7 +74,7 @@ ld_path=""
 [[ -d $omp_blas ]] && ld_path=$omp_blas
 manifest_libs=""
 for p in "$out"/bin/*; do
-  if LD_LIBRARY_PATH=$ld_path ldd "$p" | grep -q 'not found'; then
+  if LD_LIBRARY_PATH=$ld_path:/usr/local/cuda/lib64 ldd "$p" | grep -q 'not found'; then
     echo "device-bundle: $p has unresolved libraries:" >&2
     LD_LIBRARY_PATH=$ld_path ldd "$p" >&2
     exit 1
@@ -74,7 +86,7 @@ for p in "$out"/bin/*; do
       cp -L "$path" "$out/lib/$name"
       manifest_libs+="$name <- $(readlink -f "$path")"$'\n'
     fi
-  done < <(LD_LIBRARY_PATH=$ld_path ldd "$p")
+  done < <(LD_LIBRARY_PATH=$ld_path:/usr/local/cuda/lib64 ldd "$p")
 done
 
 if [[ -e $out/lib/libopenblas.so.0 ]] && ! ldd "$out/lib/libopenblas.so.0" | grep -q libgomp; then
@@ -89,7 +101,7 @@ for p in "$out"/bin/*; do
 #!/bin/sh
 # Runs the bundled $name with the bundled libraries.
 here=\$(cd "\$(dirname "\$0")" && pwd)
-LD_LIBRARY_PATH="\$here/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" exec "\$here/bin/$name" "\$@"
+LD_LIBRARY_PATH="\$here/lib:/usr/local/cuda/lib64\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" exec "\$here/bin/$name" "\$@"
 EOF
   chmod +x "$out/$name"
 done
@@ -103,7 +115,7 @@ if [ $# -lt 1 ] || [ ! -x "$here/bin/$1" ]; then
 fi
 prog=$1
 shift
-LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$here/bin/$prog" "$@"
+LD_LIBRARY_PATH="$here/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$here/bin/$prog" "$@"
 EOF
 chmod +x "$out/run"
 
@@ -124,7 +136,7 @@ echo "== checks under env -i (PATH only)"
 clean_env=(env -i PATH=/usr/local/bin:/usr/bin:/bin)
 for p in "$out"/bin/*; do
   # Every non-glibc library must come from the bundle.
-  stray=$("${clean_env[@]}" LD_LIBRARY_PATH="$PWD/$out/lib" ldd "$p" |
+  stray=$("${clean_env[@]}" LD_LIBRARY_PATH="$PWD/$out/lib:/usr/local/cuda/lib64" ldd "$p" |
           awk '$2 == "=>" {print $1, $3}' |
           while read -r name path; do
             is_glibc "$name" || [[ $path == "$PWD/$out/lib/"* ]] || echo "$name => $path"

@@ -34,9 +34,12 @@ static const char *ring_path(const char *a, const char *b)
     return out;
 }
 
+/* $KVL_SOURCE_DIR overrides the build's source folder (tests run from a
+ * bundle on another machine, scripts/device-bundle.sh). */
 const char *kvt_source_path(const char *rel)
 {
-    return ring_path(KVL_SOURCE_DIR, rel);
+    const char *env = getenv("KVL_SOURCE_DIR");
+    return ring_path(env && *env ? env : KVL_SOURCE_DIR, rel);
 }
 
 const char *kvt_shared_path(const char *rel)

@@ -3,10 +3,11 @@
  * cache [n_kv_heads][cap][head_dim], head_dim <= 256.
  *
  * T == 1 (decode), flash-decoding: the n_ctx = n_past + 1 keys are split
- * into chunks of 32..256 keys (smaller chunks when few heads x chunks would
- * leave SMs idle); block (chunk, head) writes the chunk's max m, sum of
- * exp l and unnormalised output o[head_dim] to scratch; a combine kernel
- * rescales the chunks per head.  T > 1 (prefill): flash-attention-style
+ * into at most 128 chunks of 32..256 keys; block (chunk, kv head) serves
+ * the (up to 8) query heads of that kv head, so each K / V row is read
+ * once, and writes per query head the chunk's max m, sum of exp l and
+ * unnormalised output o[head_dim] to scratch; a combine kernel rescales
+ * the chunks per head.  T > 1 (prefill): flash-attention-style
  * online softmax over 16-key tiles for 16-query tiles held in shared
  * memory, causal mask per (query, key); the T x n score matrix is never
  * materialised.  Arithmetic follows the CPU (fp32 dot, * scale, expf).
@@ -22,7 +23,12 @@
 #define DEC_MAX_CHUNK 256
 #define DEC_MIN_CHUNK 32
 #define DEC_KEYS_PER_WARP 4 /* keys a warp loads at once (loads in flight) */
-#define DEC_TARGET_BLOCKS 264 /* two blocks per SM on a 132-SM H100 */
+#define DEC_SPLITS 128
+/* Most chunks the combine pass takes (its weights sit in shared memory,
+ * under the 48 KB default): n_ctx up to 256 * 12000 = 3 072 000. */
+#define DEC_MAX_SPLITS 12000
+#define DEC_V_BATCH 8 /* value rows a thread loads at once */
+#define DEC_MAX_G 8 /* query heads per block (one per warp for the softmax) */
 
 #define PF_THREADS 128
 #define PF_WARPS (PF_THREADS / KVL_CU_WARP)
@@ -30,15 +36,16 @@
 #define PF_BK 16 /* keys per tile */
 #define PF_ROWS_PER_WARP (PF_BQ / PF_WARPS)
 
-/* Keys per decode block: the largest power of two <= 256 that still gives
- * DEC_TARGET_BLOCKS blocks, at least 32.  A pure function of the shape, so
- * that kvl_cu_attention_scratch and the launch agree. */
-static int32_t decode_chunk(int32_t n_heads, int32_t n_ctx)
+/* Keys per decode block: the smallest power of two in 32 .. 256 that
+ * keeps the number of chunks at most DEC_SPLITS (128: with the kv heads,
+ * enough blocks to fill 132 SMs; few enough for a cheap combine).  A pure
+ * function of n_ctx, so that kvl_cu_attention_scratch and the launch
+ * agree. */
+static int32_t decode_chunk(int32_t n_ctx)
 {
-    int32_t chunk = DEC_MAX_CHUNK;
-    while (chunk > DEC_MIN_CHUNK &&
-           (int64_t)n_heads * ((n_ctx + chunk - 1) / chunk) < DEC_TARGET_BLOCKS)
-        chunk /= 2;
+    int32_t chunk = DEC_MIN_CHUNK;
+    while (chunk < DEC_MAX_CHUNK && (n_ctx + chunk - 1) / chunk > DEC_SPLITS)
+        chunk *= 2;
     return chunk;
 }
 
@@ -47,134 +54,199 @@ extern "C" size_t kvl_cu_attention_scratch(int32_t T, int32_t n_heads,
 {
     if (T != 1 || n_heads <= 0 || n_ctx <= 0 || head_dim <= 0)
         return 0;
-    const int32_t chunk = decode_chunk(n_heads, n_ctx);
+    const int32_t chunk = decode_chunk(n_ctx);
     const size_t n_split = (size_t)((n_ctx + chunk - 1) / chunk);
     return (size_t)n_heads * n_split * (size_t)(head_dim + 2);
 }
 
-/* Block-wide max / sum (DEC_THREADS threads); every thread gets the result.
- * The leading barrier lets `sw` be reused by consecutive calls. */
-static __device__ float block_reduce(float v, float *sw, bool is_max)
-{
-    const int lane = threadIdx.x % KVL_CU_WARP, warp = threadIdx.x / KVL_CU_WARP;
-    v = is_max ? kvl_cu_warp_max(v) : kvl_cu_warp_sum(v);
-    __syncthreads();
-    if (lane == 0)
-        sw[warp] = v;
-    __syncthreads();
-    float r = sw[0];
-    for (int w = 1; w < DEC_WARPS; w++)
-        r = is_max ? fmaxf(r, sw[w]) : r + sw[w];
-    return r;
-}
-
-/* Scores of the chunk's keys into sp[] (already scaled): each warp takes
- * DEC_KEYS_PER_WARP consecutive keys at once, lanes across head_dim. */
-static __device__ void decode_scores(float *sp, const float *sq,
-                                     const float *kb, int32_t j0, int32_t nk,
-                                     int32_t hd, float scale)
-{
-    const int lane = threadIdx.x % KVL_CU_WARP, warp = threadIdx.x / KVL_CU_WARP;
-    for (int32_t jb = warp * DEC_KEYS_PER_WARP; jb < nk;
-         jb += DEC_WARPS * DEC_KEYS_PER_WARP) {
-        float s[DEC_KEYS_PER_WARP];
-#pragma unroll
-        for (int u = 0; u < DEC_KEYS_PER_WARP; u++)
-            s[u] = 0.0f;
-        for (int32_t d = lane; d < hd; d += KVL_CU_WARP) {
-            const float qd = sq[d];
-#pragma unroll
-            for (int u = 0; u < DEC_KEYS_PER_WARP; u++)
-                if (jb + u < nk)
-                    s[u] = fmaf(qd, __ldg(kb + (int64_t)(j0 + jb + u) * hd + d),
-                                s[u]);
-        }
-#pragma unroll
-        for (int u = 0; u < DEC_KEYS_PER_WARP; u++) {
-            const float dot = kvl_cu_warp_sum(s[u]);
-            if (lane == 0 && jb + u < nk)
-                sp[jb + u] = dot * scale;
-        }
-    }
-}
-
+template <int NI>
 __global__ void __launch_bounds__(DEC_THREADS)
 decode_partial_kernel(float *scratch, const float *q, const float *k_cache,
                       const float *v_cache, int32_t cap, int32_t n_ctx,
                       int32_t group, int32_t hd, int32_t chunk, float scale)
 {
-    __shared__ float sq[KVL_CU_MAX_HEAD_DIM];
-    __shared__ float sp[DEC_MAX_CHUNK];
-    __shared__ float so[DEC_THREADS];
-    __shared__ float sw[DEC_WARPS];
-    const int32_t split = blockIdx.x, n_split = gridDim.x, h = blockIdx.y;
+    /* Fewer keys in flight at head_dim > 128 keeps kr[][] in registers. */
+    constexpr int KPW = NI >= 8 ? 2 : DEC_KEYS_PER_WARP;
+    __shared__ float sq[DEC_MAX_G][KVL_CU_MAX_HEAD_DIM];
+    __shared__ float sp[DEC_MAX_G][DEC_MAX_CHUNK];
+    __shared__ float so[DEC_MAX_G][DEC_THREADS];
+    __shared__ float sm[DEC_MAX_G], sl[DEC_MAX_G];
+    const int lane = threadIdx.x % KVL_CU_WARP, warp = threadIdx.x / KVL_CU_WARP;
+    const int32_t split = blockIdx.x, n_split = gridDim.x;
+    const int32_t per_kv = (group + DEC_MAX_G - 1) / DEC_MAX_G;
+    const int32_t kvh = blockIdx.y / per_kv;
+    const int32_t h0 = kvh * group + (int32_t)(blockIdx.y % per_kv) * DEC_MAX_G;
+    const int32_t G = min(DEC_MAX_G, (kvh + 1) * group - h0);
     const int32_t j0 = split * chunk;
     const int32_t nk = min(n_ctx, j0 + chunk) - j0;
-    const int64_t kv_off = (int64_t)(h / group) * cap * hd;
-    const float *kb = k_cache + kv_off, *vb = v_cache + kv_off;
+    const int64_t kv_off = (int64_t)kvh * cap * hd;
+    const float *kb = k_cache + kv_off + (int64_t)j0 * hd;
+    const float *vb = v_cache + kv_off + (int64_t)j0 * hd;
 
-    for (int32_t d = threadIdx.x; d < hd; d += blockDim.x)
-        sq[d] = q[(int64_t)h * hd + d];
-    __syncthreads();
-    decode_scores(sp, sq, kb, j0, nk, hd, scale);
+    for (int32_t i = threadIdx.x; i < G * hd; i += blockDim.x)
+        sq[i / hd][i % hd] = q[(int64_t)h0 * hd + i];
     __syncthreads();
 
-    float m = -INFINITY;
-    for (int32_t j = threadIdx.x; j < nk; j += blockDim.x)
-        m = fmaxf(m, sp[j]);
-    m = block_reduce(m, sw, true);
-    float l = 0.0f;
-    for (int32_t j = threadIdx.x; j < nk; j += blockDim.x) {
-        const float p = expf(sp[j] - m);
-        sp[j] = p;
-        l += p;
+    /* Scores: a warp loads KPW key rows into registers (all
+     * loads in flight at once), then dots them with each head's query. */
+    for (int32_t jb = warp * KPW; jb < nk;
+         jb += DEC_WARPS * KPW) {
+        float kr[KPW][NI];
+#pragma unroll
+        for (int u = 0; u < KPW; u++)
+#pragma unroll
+            for (int i = 0; i < NI; i++) {
+                const int32_t d = lane + KVL_CU_WARP * i;
+                kr[u][i] = (jb + u < nk && d < hd)
+                               ? __ldg(kb + (int64_t)(jb + u) * hd + d)
+                               : 0.0f;
+            }
+        for (int32_t gi = 0; gi < G; gi++) {
+            float s[KPW];
+#pragma unroll
+            for (int u = 0; u < KPW; u++)
+                s[u] = 0.0f;
+#pragma unroll
+            for (int i = 0; i < NI; i++) {
+                const int32_t d = lane + KVL_CU_WARP * i;
+                const float qd = d < hd ? sq[gi][d] : 0.0f;
+#pragma unroll
+                for (int u = 0; u < KPW; u++)
+                    s[u] = fmaf(qd, kr[u][i], s[u]);
+            }
+#pragma unroll
+            for (int u = 0; u < KPW; u++) {
+                const float dot = kvl_cu_warp_sum(s[u]);
+                if (lane == 0 && jb + u < nk)
+                    sp[gi][jb + u] = dot * scale;
+            }
+        }
     }
-    l = block_reduce(l, sw, false); /* its barriers publish sp[] too */
+    __syncthreads();
 
-    /* o[d] = sum_j p_j v[j][d]: n_groups groups of hd threads, group g
-     * takes keys g, g + n_groups, ...; consecutive threads read
-     * consecutive dims of one value row (coalesced). */
+    /* Softmax statistics: warp gi takes head gi (DEC_MAX_G == DEC_WARPS). */
+    if (warp < G) {
+        float m = -INFINITY;
+        for (int32_t j = lane; j < nk; j += KVL_CU_WARP)
+            m = fmaxf(m, sp[warp][j]);
+        m = kvl_cu_warp_max(m);
+        float l = 0.0f;
+        for (int32_t j = lane; j < nk; j += KVL_CU_WARP) {
+            const float p = expf(sp[warp][j] - m);
+            sp[warp][j] = p;
+            l += p;
+        }
+        l = kvl_cu_warp_sum(l);
+        if (lane == 0) {
+            sm[warp] = m;
+            sl[warp] = l;
+        }
+    }
+    __syncthreads();
+
+    /* o[gi][d] = sum_j p[gi][j] v[j][d]: n_groups groups of hd threads,
+     * group g takes keys g, g + n_groups, ...; consecutive threads read
+     * consecutive dims of one value row (coalesced), each value once for
+     * all G heads. */
     const int32_t n_groups = DEC_THREADS / hd;
     if ((int32_t)threadIdx.x < n_groups * hd) {
         const int32_t g = threadIdx.x / hd, d = threadIdx.x % hd;
-        float acc = 0.0f;
-#pragma unroll 4
-        for (int32_t j = g; j < nk; j += n_groups)
-            acc = fmaf(sp[j], __ldg(vb + (int64_t)(j0 + j) * hd + d), acc);
-        so[threadIdx.x] = acc;
+        float acc[DEC_MAX_G];
+#pragma unroll
+        for (int gi = 0; gi < DEC_MAX_G; gi++)
+            acc[gi] = 0.0f;
+        /* DEC_V_BATCH value loads in flight before their use. */
+        for (int32_t jb = g; jb < nk; jb += n_groups * DEC_V_BATCH) {
+            float v[DEC_V_BATCH];
+#pragma unroll
+            for (int u = 0; u < DEC_V_BATCH; u++) {
+                const int32_t j = jb + u * n_groups;
+                v[u] = j < nk ? __ldg(vb + (int64_t)j * hd + d) : 0.0f;
+            }
+#pragma unroll
+            for (int u = 0; u < DEC_V_BATCH; u++) {
+                const int32_t j = jb + u * n_groups;
+                if (j >= nk)
+                    break;
+#pragma unroll
+                for (int gi = 0; gi < DEC_MAX_G; gi++)
+                    if (gi < G)
+                        acc[gi] = fmaf(sp[gi][j], v[u], acc[gi]);
+            }
+        }
+#pragma unroll
+        for (int gi = 0; gi < DEC_MAX_G; gi++)
+            if (gi < G)
+                so[gi][threadIdx.x] = acc[gi];
     }
     __syncthreads();
-    float *part = scratch + ((int64_t)h * n_split + split) * (hd + 2);
-    for (int32_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    for (int32_t i = threadIdx.x; i < G * hd; i += blockDim.x) {
+        const int32_t gi = i / hd, d = i % hd;
         float o = 0.0f;
         for (int32_t g = 0; g < n_groups; g++)
-            o += so[g * hd + d];
-        part[2 + d] = o;
+            o += so[gi][g * hd + d];
+        scratch[((int64_t)(h0 + gi) * n_split + split) * (hd + 2) + 2 + d] = o;
     }
-    if (threadIdx.x == 0) {
-        part[0] = m;
-        part[1] = l;
+    if ((int32_t)threadIdx.x < G) {
+        float *part = scratch + ((int64_t)(h0 + threadIdx.x) * n_split + split) * (hd + 2);
+        part[0] = sm[threadIdx.x];
+        part[1] = sl[threadIdx.x];
     }
 }
 
-/* out[h][d] = sum_s o_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M). */
-__global__ void decode_combine_kernel(float *out, const float *scratch,
-                                      int32_t n_split, int32_t hd)
+/* out[h][d] = sum_s o_s[d] w_s / sum_s l_s w_s, w_s = e^(m_s - M), M the
+ * largest m_s: one block per query head, the weights w_s computed once
+ * into shared memory (n_split floats, dynamic). */
+#define COMBINE_THREADS 128
+/* sw[] length: n_split rounded up to 8 floats. */
+static __host__ __device__ __forceinline__ int32_t combine_pad(int32_t n_split)
 {
+    return (n_split + 7) / 8 * 8;
+}
+
+__global__ void __launch_bounds__(COMBINE_THREADS)
+decode_combine_kernel(float *out, const float *scratch, int32_t n_split, int32_t hd)
+{
+    extern __shared__ float sw[];
+    __shared__ float red[COMBINE_THREADS / KVL_CU_WARP];
+    const int lane = threadIdx.x % KVL_CU_WARP, warp = threadIdx.x / KVL_CU_WARP;
     const int32_t h = blockIdx.x;
     const int64_t stride = hd + 2;
     const float *base = scratch + (int64_t)h * n_split * stride;
+
     float M = -INFINITY;
-    for (int32_t s = 0; s < n_split; s++)
+    for (int32_t s = threadIdx.x; s < n_split; s += blockDim.x)
         M = fmaxf(M, base[s * stride]);
+    M = kvl_cu_warp_max(M);
+    if (lane == 0)
+        red[warp] = M;
+    __syncthreads();
+    M = red[0];
+    for (int w = 1; w < COMBINE_THREADS / KVL_CU_WARP; w++)
+        M = fmaxf(M, red[w]);
+    __syncthreads(); /* red is reused below */
+
     float L = 0.0f;
-    for (int32_t s = 0; s < n_split; s++)
-        L += base[s * stride + 1] * expf(base[s * stride] - M);
+    for (int32_t s = threadIdx.x; s < combine_pad(n_split); s += blockDim.x) {
+        /* Zero pad: the unrolled loop below may read sw[] in vectors. */
+        const float w = s < n_split ? expf(base[s * stride] - M) : 0.0f;
+        sw[s] = w;
+        if (s < n_split)
+            L = fmaf(base[s * stride + 1], w, L);
+    }
+    L = kvl_cu_warp_sum(L);
+    if (lane == 0)
+        red[warp] = L;
+    __syncthreads(); /* publishes sw[] too */
+    L = 0.0f;
+    for (int w = 0; w < COMBINE_THREADS / KVL_CU_WARP; w++)
+        L += red[w];
     const float inv = 1.0f / L;
     for (int32_t d = threadIdx.x; d < hd; d += blockDim.x) {
         float o = 0.0f;
+#pragma unroll 8
         for (int32_t s = 0; s < n_split; s++)
-            o = fmaf(base[s * stride + 2 + d], expf(base[s * stride] - M), o);
+            o = fmaf(base[s * stride + 2 + d], sw[s], o);
         out[(int64_t)h * hd + d] = o * inv;
     }
 }
@@ -328,6 +400,43 @@ static cudaError_t launch_prefill(const pf_args &a, cudaStream_t stream)
     return cudaGetLastError();
 }
 
+template <int NI>
+static void launch_decode_ni(dim3 grid, float *scratch, const float *q,
+                             const float *k_cache, const float *v_cache,
+                             int32_t cap, int32_t n_ctx, int32_t group,
+                             int32_t hd, int32_t chunk, float scale,
+                             cudaStream_t stream)
+{
+    decode_partial_kernel<NI><<<grid, DEC_THREADS, 0, stream>>>(
+        scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale);
+}
+
+/* Partial pass over (chunk, kv head x batch of <= 8 query heads), then the
+ * combine pass per query head. */
+static cudaError_t launch_decode(float *out, const float *q, const float *k_cache,
+                                 const float *v_cache, int32_t cap, int32_t n_ctx,
+                                 int32_t n_heads, int32_t n_kv_heads, int32_t hd,
+                                 float *scratch, float scale, cudaStream_t stream)
+{
+    const int32_t group = n_heads / n_kv_heads;
+    const int32_t chunk = decode_chunk(n_ctx);
+    const int32_t per_kv = (group + DEC_MAX_G - 1) / DEC_MAX_G;
+    const dim3 grid((unsigned)((n_ctx + chunk - 1) / chunk),
+                    (unsigned)(n_kv_heads * per_kv));
+    if (hd <= 32)
+        launch_decode_ni<1>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale, stream);
+    else if (hd <= 64)
+        launch_decode_ni<2>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale, stream);
+    else if (hd <= 128)
+        launch_decode_ni<4>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale, stream);
+    else
+        launch_decode_ni<8>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale, stream);
+    decode_combine_kernel<<<(unsigned)n_heads, COMBINE_THREADS,
+                            combine_pad((int32_t)grid.x) * sizeof(float), stream>>>(out, scratch,
+                                                              (int32_t)grid.x, hd);
+    return cudaGetLastError();
+}
+
 static bool attention_args_ok(const float *out, const float *q,
                               const float *k_cache, const float *v_cache,
                               int32_t cap, int32_t n_past, int32_t T,
@@ -353,21 +462,16 @@ extern "C" cudaError_t kvl_cu_attention(float *out, const float *q,
                            n_kv_heads, head_dim))
         return cudaErrorInvalidValue;
     const int32_t n_ctx = n_past + T;
+    if (T == 1 && (n_ctx + DEC_MAX_CHUNK - 1) / DEC_MAX_CHUNK > DEC_MAX_SPLITS)
+        return cudaErrorInvalidValue; /* beyond the combine pass's weights */
     const size_t need = kvl_cu_attention_scratch(T, n_heads, n_ctx, head_dim);
     if (need > 0 && (!scratch || scratch_floats < need))
         return cudaErrorInvalidValue;
     const int32_t group = n_heads / n_kv_heads;
     const float scale = 1.0f / sqrtf((float)head_dim);
-    if (T == 1) {
-        const int32_t chunk = decode_chunk(n_heads, n_ctx);
-        const dim3 grid((unsigned)((n_ctx + chunk - 1) / chunk), (unsigned)n_heads);
-        decode_partial_kernel<<<grid, DEC_THREADS, 0, stream>>>(
-            scratch, q, k_cache, v_cache, cap, n_ctx, group, head_dim, chunk,
-            scale);
-        decode_combine_kernel<<<(unsigned)n_heads, 128, 0, stream>>>(
-            out, scratch, (int32_t)grid.x, head_dim);
-        return cudaGetLastError();
-    }
+    if (T == 1)
+        return launch_decode(out, q, k_cache, v_cache, cap, n_ctx, n_heads,
+                             n_kv_heads, head_dim, scratch, scale, stream);
     const pf_args a = {out, q, k_cache, v_cache, cap, n_past, T, n_heads,
                        group, head_dim, scale};
     if (head_dim <= 32)

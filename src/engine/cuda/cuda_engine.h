@@ -1,0 +1,61 @@
+/*
+ * The CUDA forward pass (issue 6), the same graph as engine/cpu/forward.c:
+ * a device copy of a model's weights (kvl_cuda_model, weights in their
+ * stored dtype) and a device session (kvl_cuda_session: activation buffers,
+ * the KV cache of every layer in the host cache's layout
+ * [n_kv_heads][cap][head_dim] fp32, token ids and positions on the host,
+ * a stream and a cuBLAS handle).  Prefill products go through cuBLAS
+ * (BF16 operands, fp32 accumulation and output; F32 weights in fp32); the
+ * decode path (T <= KVL_CU_MATVEC_MAX_T) through kvl_cu_matvec.
+ *
+ * Internal for now: the public API (device selection in kvl_model_options,
+ * sessions and caches resident on the device) is built on it next.
+ * Ownership: *_new returns an object released by the matching *_free; the
+ * session borrows its model, which must outlive it.
+ */
+#ifndef KVL_ENGINE_CUDA_ENGINE_H
+#define KVL_ENGINE_CUDA_ENGINE_H
+
+#include <stdint.h>
+
+#include "kvlab.h"
+
+typedef struct kvl_cuda_model kvl_cuda_model;
+typedef struct kvl_cuda_session kvl_cuda_session;
+
+/* Number of CUDA devices (0 when none or when the driver is absent). */
+int kvl_cuda_device_count(void);
+
+/* Uploads the weights of `model` to device `device`. */
+kvl_status kvl_cuda_model_new(const kvl_model *model, int device,
+                              kvl_cuda_model **out, kvl_error *err);
+void kvl_cuda_model_free(kvl_cuda_model *m);
+/* Device bytes the weights take. */
+int64_t kvl_cuda_model_bytes(const kvl_cuda_model *m);
+
+/* A session with room for `capacity` tokens (grown when needed). */
+kvl_status kvl_cuda_session_new(const kvl_cuda_model *m, int32_t capacity,
+                                kvl_cuda_session **out, kvl_error *err);
+void kvl_cuda_session_free(kvl_cuda_session *s);
+int32_t kvl_cuda_session_n_tokens(const kvl_cuda_session *s);
+/* Empties the cache. */
+void kvl_cuda_session_reset(kvl_cuda_session *s);
+
+/* Runs tokens[0..T) at positions[0..T) after the cached tokens, appends
+ * their K/V, and copies logits to the host array `logits` (if non-NULL):
+ * [T][vocab] when all_logits, else the last row.  Synchronises the
+ * session's stream before returning. */
+kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
+                            const int32_t *positions, int32_t T,
+                            float *logits, int all_logits, kvl_error *err);
+
+/* The session's cache copied into a new host cache (the public kvl_cache
+ * object: save it with kvl_cache_save, inspect it, ...). */
+kvl_status kvl_cuda_session_export(const kvl_cuda_session *s, kvl_cache **out,
+                                   kvl_error *err);
+/* Replaces the session's cache by a host cache (checked against the model
+ * like kvl_session_set_cache with force = 0). */
+kvl_status kvl_cuda_session_import(kvl_cuda_session *s, const kvl_cache *c,
+                                   kvl_error *err);
+
+#endif
