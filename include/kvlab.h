@@ -155,13 +155,23 @@ typedef struct kvl_model_info {
      * one.  eos_token_id above is the first.  Owned by the model. */
     int32_t n_eos_token_ids;
     const int32_t *eos_token_ids;
+    /* "cpu" or "cuda:N" (kvl_model_options.device); owned by the model. */
+    const char *device;
 } kvl_model_info;
 
 typedef struct kvl_model_options {
-    /* Reserved for future use (device selection, dequantise on load...).
-     * Zero-initialise.  NULL options mean defaults. */
-    int32_t reserved;
+    /* Where the model runs.  NULL, "" or "cpu": the CPU engine (the
+     * default).  "cuda" or "cuda:N": the weights are copied to GPU N (0 by
+     * default) in their stored dtype and every session of the model runs
+     * there, its KV cache resident on the GPU.  "auto": "cuda:0" when a GPU
+     * is present (and kvlab was built with CUDA), else "cpu".
+     * Zero-initialise; NULL options mean defaults. */
+    const char *device;
 } kvl_model_options;
+
+/* Number of CUDA GPUs usable by kvlab: 0 without a GPU, a driver, or when
+ * kvlab was built without CUDA. */
+int32_t kvl_cuda_device_count(void);
 
 /*
  * Loads a model.  `path` is either
@@ -284,7 +294,8 @@ typedef struct kvl_session_options {
     int32_t max_tokens;       /* cache capacity hint; 0 = model max_seq_len */
     int32_t n_threads;        /* 0 = OpenMP default                         */
     int32_t keep_activations; /* 1: keep per-layer activations of the last
-                                 forward call (see kvl_session_activation)  */
+                                 forward call (see kvl_session_activation);
+                                 CPU sessions only                          */
 } kvl_session_options;
 
 kvl_status kvl_session_new(const kvl_model *model,
@@ -308,14 +319,28 @@ kvl_status kvl_session_forward_at(kvl_session *session, const int32_t *tokens,
                                   float *logits, int all_logits,
                                   kvl_error *err);
 
-/* The session's cache (borrowed; valid until the session is freed). */
+/* The session's cache (borrowed; valid until the session is freed).  For
+ * a GPU session this is a host copy, brought up to date by this call
+ * (export): a change made to it is copied back to the GPU (import) before
+ * the session's next operation, so call it when the host needs the cache,
+ * not between every step. */
 kvl_cache *kvl_session_cache(kvl_session *session);
-/* Replaces the session cache by a copy of `cache` (injection).  Checks it
- * with kvl_cache_check_model(cache, model, force). */
+/* Replaces the session cache by a copy of `cache` (injection; an import to
+ * the GPU for a GPU session).  Checks it with
+ * kvl_cache_check_model(cache, model, force). */
 kvl_status kvl_session_set_cache(kvl_session *session, const kvl_cache *cache,
                                  int force, kvl_error *err);
 /* Empties the cache. */
 void kvl_session_reset(kvl_session *session);
+/* Keeps cached tokens [tok0, tok1) (their positions unchanged), on the
+ * GPU for a GPU session; kvl_session_slice(s, 0, n) truncates to n. */
+kvl_status kvl_session_slice(kvl_session *session, int32_t tok0, int32_t tok1,
+                             kvl_error *err);
+/* Re-positions every cached token (RoPE re-rotation of the keys, as
+ * kvl_cache_reposition) to new_positions[n_tokens], on the GPU for a GPU
+ * session. */
+kvl_status kvl_session_reposition(kvl_session *session,
+                                  const int32_t *new_positions, kvl_error *err);
 const kvl_model *kvl_session_model(const kvl_session *session);
 
 /*

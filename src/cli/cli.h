@@ -47,7 +47,8 @@ enum cli_opt {
     OPT_START,
     OPT_CHAT,
     OPT_SYSTEM,
-    OPT_CHAT_TEMPLATE
+    OPT_CHAT_TEMPLATE,
+    OPT_DEVICE
 };
 
 /* getopt_long entries shared by every command that runs a prompt. */
@@ -57,7 +58,8 @@ enum cli_opt {
         {"prompt", required_argument, NULL, OPT_PROMPT},                     \
         {"tokenizer", required_argument, NULL, OPT_TOKENIZER},               \
         {"no-bos", no_argument, NULL, OPT_NO_BOS},                           \
-        {"threads", required_argument, NULL, OPT_THREADS}
+        {"threads", required_argument, NULL, OPT_THREADS},                   \
+        {"device", required_argument, NULL, OPT_DEVICE}
 
 /* Help text for the options above, shared so that it reads the same. */
 #define CLI_INPUT_HELP                                                       \
@@ -76,7 +78,9 @@ enum cli_opt {
     "                       model the tok<vocab>.bin (or only tok*.bin)\n"   \
     "                       beside it.\n"                                    \
     "  --no-bos             do not prepend BOS to --prompt.\n"               \
-    "  --threads N          worker threads (default 0 = OpenMP default).\n"
+    "  --threads N          worker threads (default 0 = OpenMP default).\n"   \
+    "  --device D           cpu, cuda, cuda:N or auto (default: auto, the\n"  \
+    "                       first GPU when one is present, else the CPU).\n"
 
 /* ---- errors and usage (cli_util.c) ------------------------------------- */
 
@@ -160,6 +164,7 @@ typedef struct cli_input {
     const char *tokenizer_path; /* --tokenizer or NULL = default         */
     int no_bos;
     int32_t threads;
+    const char *device;         /* --device; NULL = "auto"              */
 } cli_input;
 
 /* Handles the CLI_INPUT_LONG_OPTIONS (and -m); CLI_NOT_MINE otherwise. */
@@ -176,7 +181,8 @@ typedef struct cli_model {
 
 /* Resolves --model / $KVLAB_MODEL / the bundled default and loads it.
  * Returns CLI_OK or CLI_FAIL (message printed). */
-int cli_model_open(const char *model_path, cli_model *m);
+/* device: "cpu", "cuda[:N]", "auto" or NULL (= auto). */
+int cli_model_open(const char *model_path, const char *device, cli_model *m);
 void cli_model_close(cli_model *m);
 
 /* The tokenizer named by --tokenizer (a file, or a folder holding

@@ -35,6 +35,15 @@ int cli_input_option(const char *cmd, int opt, const char *arg,
         return CLI_OK;
     case OPT_THREADS:
         return cli_opt_i32(cmd, "--threads", arg, 0, 4096, &in->threads);
+    case OPT_DEVICE:
+        if (strcmp(arg, "cpu") != 0 && strcmp(arg, "auto") != 0 &&
+            strcmp(arg, "cuda") != 0 &&
+            !(strncmp(arg, "cuda:", 5) == 0 && arg[5] >= '0' && arg[5] <= '9' &&
+              strspn(arg + 5, "0123456789") == strlen(arg + 5)))
+            return cli_usage(cmd, "--device must be cpu, cuda, cuda:N or auto, not '%s'",
+                             arg);
+        in->device = arg;
+        return CLI_OK;
     default:
         return CLI_NOT_MINE;
     }
@@ -87,14 +96,15 @@ static int resolve_model_path(const char *given, char *out, size_t cap)
     return CLI_OK;
 }
 
-int cli_model_open(const char *model_path, cli_model *m)
+int cli_model_open(const char *model_path, const char *device, cli_model *m)
 {
     memset(m, 0, sizeof *m);
     int rc = resolve_model_path(model_path, m->path, sizeof m->path);
     if (rc != CLI_OK)
         return rc;
     kvl_error err = {0};
-    if (kvl_model_load(m->path, NULL, &m->model, &err) != KVL_OK) {
+    kvl_model_options mo = {device ? device : "auto"};
+    if (kvl_model_load(m->path, &mo, &m->model, &err) != KVL_OK) {
         /* The user must see which path failed, whatever the loader said. */
         if (strstr(err.message, m->path))
             return cli_fail(&err);
@@ -246,7 +256,7 @@ int cli_prompt_open(const char *cmd, const cli_input *in, cli_prompt *p)
     p->tok = NULL;
     p->ids = NULL;
     p->n = 0;
-    int rc = cli_model_open(in->model_path, &p->model);
+    int rc = cli_model_open(in->model_path, in->device, &p->model);
     if (rc != CLI_OK)
         return rc;
     rc = cli_tokenizer_open(in, &p->model, in->prompt != NULL, &p->tok);

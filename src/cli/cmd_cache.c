@@ -84,6 +84,7 @@ static const char load_help[] =
     "                       bundled <source>/models/default).\n"
     "  --tokenizer PATH     for text output (default: beside the model).\n"
     "  --threads N          worker threads (default 0 = OpenMP default).\n"
+    "  --device D           cpu, cuda, cuda:N or auto (default: auto).\n"
     "  --force              skip the fingerprint check.\n" CLI_SAMPLING_HELP
     "  -h, --help           show this help.\n"
     "\n"
@@ -350,6 +351,7 @@ int cmd_cache_load(int argc, char **argv)
         {"model", required_argument, NULL, OPT_MODEL},
         {"tokenizer", required_argument, NULL, OPT_TOKENIZER},
         {"threads", required_argument, NULL, OPT_THREADS},
+        {"device", required_argument, NULL, OPT_DEVICE},
         {"force", no_argument, NULL, OPT_FORCE},
         CLI_SAMPLING_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},

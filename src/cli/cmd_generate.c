@@ -429,7 +429,7 @@ int cli_generate_run(const char *cmd, cli_generate_args *a)
         a->sampling.seed = time_seed();
     if (a->verbose)
         fprintf(stderr, "seed %" PRIu64 "\n", a->sampling.seed);
-    int rc = cli_model_open(a->in.model_path, &m);
+    int rc = cli_model_open(a->in.model_path, a->in.device, &m);
     if (rc != CLI_OK)
         return rc;
     /* Text output needs the tokenizer even when ids come from --tokens. */

@@ -151,7 +151,7 @@ static int open_tokenizer(const tok_args *a, kvl_tokenizer **tok)
     if (a->tokenizer_path)
         return cli_tokenizer_open(&in, NULL, 1, tok);
     cli_model m;
-    int rc = cli_model_open(a->model_path, &m);
+    int rc = cli_model_open(a->model_path, "cpu", &m); /* only its tokenizer */
     if (rc == CLI_OK)
         rc = cli_tokenizer_open(&in, &m, 1, tok);
     cli_model_close(&m);

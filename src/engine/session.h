@@ -43,6 +43,12 @@ struct kvl_session {
     float *att_scores;         /* [n_threads][att_cap]                 */
     size_t att_cap;
     int32_t att_threads;
+    /* GPU sessions (model loaded on a GPU): the device session holds the
+     * cache; `cache` above is its host copy, exported when asked for. */
+    struct kvl_cuda_session *cuda;
+    int host_stale;            /* the device holds newer content        */
+    int host_lent;             /* `cache` was handed out: import it
+                                  before the next device operation      */
 };
 
 /* Width of an activation for the model's config. */

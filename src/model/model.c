@@ -16,14 +16,37 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "engine/device.h"
+#ifdef KVL_HAVE_CUDA
+#include "engine/cuda/cuda_engine.h"
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Load / free                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* Uploads the weights when the options ask for a GPU. */
+static kvl_status place(kvl_model *m, const kvl_model_options *options,
+                        kvl_error *err)
+{
+    int gpu = -1;
+    kvl_status st = kvl_device_parse(options ? options->device : NULL, &gpu, err);
+    snprintf(m->device, sizeof m->device, "cpu");
+    if (st != KVL_OK || gpu < 0)
+        return st;
+#ifdef KVL_HAVE_CUDA
+    st = kvl_cuda_model_new(m, gpu, &m->cuda, err);
+    if (st == KVL_OK)
+        snprintf(m->device, sizeof m->device, "cuda:%d", gpu);
+    return st;
+#else
+    return kvl_fail(err, KVL_ERR_UNSUPPORTED, "built without CUDA");
+#endif
+}
+
 kvl_status kvl_model_load(const char *path, const kvl_model_options *options,
                           kvl_model **out, kvl_error *err)
 {
-    (void)options; /* reserved */
     if (!out)
         return kvl_fail(err, KVL_ERR_ARG, "kvl_model_load: NULL output");
     *out = NULL;
@@ -45,6 +68,8 @@ kvl_status kvl_model_load(const char *path, const kvl_model_options *options,
     }
     kvl_status st = S_ISDIR(sb.st_mode) ? kvl_load_hf(m, path, err)
                                         : kvl_load_llama2c(m, path, err);
+    if (st == KVL_OK)
+        st = place(m, options, err);
     if (st != KVL_OK) {
         kvl_model_free(m);
         return st;
@@ -58,6 +83,9 @@ void kvl_model_free(kvl_model *model)
 {
     if (!model)
         return;
+#ifdef KVL_HAVE_CUDA
+    kvl_cuda_model_free(model->cuda);
+#endif
     for (int i = 0; i < model->n_st_files; i++)
         kvl_st_close(&model->st_files[i]);
     free(model->st_files);
@@ -351,6 +379,7 @@ void kvl_model_get_info(const kvl_model *m, kvl_model_info *info)
     info->weight_bytes = m->weight_bytes;
     info->fingerprint = m->fingerprint;
     info->path = m->path;
+    info->device = m->device[0] ? m->device : "cpu";
 }
 
 const char *kvl_arch_name(kvl_arch arch)

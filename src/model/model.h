@@ -68,6 +68,10 @@ struct kvl_model {
     void **owned;            /* aligned copies of unaligned tensors */
     int n_owned;
 
+    /* The GPU copy of the weights when loaded with device "cuda[:N]". */
+    struct kvl_cuda_model *cuda;
+    char device[16];          /* "cpu" or "cuda:N"                */
+
     kvl_dtype weight_dtype;
     int64_t n_params;
     int64_t weight_bytes;

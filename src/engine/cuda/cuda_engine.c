@@ -33,7 +33,7 @@ static kvl_status cublas_fail(kvl_error *err, cublasStatus_t s, const char *what
                     "cuBLAS: %s: status %d", what, (int)s);
 }
 
-int kvl_cuda_device_count(void)
+int kvl_cuda_devices(void)
 {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -128,7 +128,7 @@ kvl_status kvl_cuda_model_new(const kvl_model *model, int device,
     if (!model || !out)
         return kvl_fail(err, KVL_ERR_ARG, "kvl_cuda_model_new: model and out are required");
     *out = NULL;
-    const int n = kvl_cuda_device_count();
+    const int n = kvl_cuda_devices();
     if (device < 0 || device >= n)
         return kvl_fail(err, KVL_ERR_ARG, "CUDA device %d does not exist (%d found)",
                         device, n);
@@ -551,6 +551,30 @@ kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
 
 /* ---- export / import -------------------------------------------------------------------- */
 
+kvl_status kvl_cuda_session_export_into(const kvl_cuda_session *s, kvl_cache *h,
+                                        kvl_error *err)
+{
+    if (!s || !h)
+        return kvl_fail(err, KVL_ERR_ARG, "kvl_cuda_session_export: session and cache are required");
+    const kvl_config *c = &s->m->host->cfg;
+    kvl_status st = kvl_cache_reserve(h, s->n_tokens, err);
+    if (st != KVL_OK)
+        return st;
+    CU(cudaStreamSynchronize(s->stream), "exporting the cache");
+    const size_t row = (size_t)c->head_dim * sizeof(float);
+    for (int32_t l = 0; l < c->n_layers && s->n_tokens > 0; l++)
+        for (int w = 0; w < 2; w++)
+            CU(cudaMemcpy2D(w ? h->v[l] : h->k[l], (size_t)h->capacity * row,
+                            w ? s->v[l] : s->k[l], (size_t)s->cap * row,
+                            (size_t)s->n_tokens * row, (size_t)c->n_kv_heads,
+                            cudaMemcpyDeviceToHost),
+               "exporting the cache");
+    memcpy(h->token_ids, s->token_ids, (size_t)s->n_tokens * sizeof(int32_t));
+    memcpy(h->positions, s->positions, (size_t)s->n_tokens * sizeof(int32_t));
+    h->n_tokens = s->n_tokens;
+    return KVL_OK;
+}
+
 kvl_status kvl_cuda_session_export(const kvl_cuda_session *s, kvl_cache **out,
                                    kvl_error *err)
 {
@@ -562,23 +586,12 @@ kvl_status kvl_cuda_session_export(const kvl_cuda_session *s, kvl_cache **out,
     kvl_cache *h = NULL;
     kvl_status st = kvl_cache_create(c->n_layers, c->n_kv_heads, c->head_dim, &c->rope,
                                      c->arch_name, hm->fingerprint, s->n_tokens, &h, err);
-    if (st != KVL_OK)
+    if (st == KVL_OK)
+        st = kvl_cuda_session_export_into(s, h, err);
+    if (st != KVL_OK) {
+        kvl_cache_free(h);
         return st;
-    const size_t row = (size_t)c->head_dim * sizeof(float);
-    for (int32_t l = 0; l < c->n_layers && s->n_tokens > 0; l++)
-        for (int w = 0; w < 2; w++) {
-            cudaError_t e = cudaMemcpy2D(w ? h->v[l] : h->k[l], (size_t)h->capacity * row,
-                                         w ? s->v[l] : s->k[l], (size_t)s->cap * row,
-                                         (size_t)s->n_tokens * row, (size_t)c->n_kv_heads,
-                                         cudaMemcpyDeviceToHost);
-            if (e != cudaSuccess) {
-                kvl_cache_free(h);
-                return cuda_fail(err, e, "exporting the cache");
-            }
-        }
-    memcpy(h->token_ids, s->token_ids, (size_t)s->n_tokens * sizeof(int32_t));
-    memcpy(h->positions, s->positions, (size_t)s->n_tokens * sizeof(int32_t));
-    h->n_tokens = s->n_tokens;
+    }
     *out = h;
     return KVL_OK;
 }
@@ -588,9 +601,11 @@ kvl_status kvl_cuda_session_import(kvl_cuda_session *s, const kvl_cache *h,
 {
     if (!s || !h)
         return kvl_fail(err, KVL_ERR_ARG, "kvl_cuda_session_import: session and cache are required");
-    kvl_status st = kvl_cache_check_model(h, s->m->host, 0, err);
-    if (st == KVL_OK)
-        st = grow_cache(s, h->n_tokens, err);
+    const kvl_config *hc = &s->m->host->cfg;
+    if (h->n_layers != hc->n_layers || h->n_kv_heads != hc->n_kv_heads ||
+        h->head_dim != hc->head_dim)
+        return kvl_fail(err, KVL_ERR_MISMATCH, "the cache's geometry is not the model's");
+    kvl_status st = grow_cache(s, h->n_tokens, err);
     if (st != KVL_OK)
         return st;
     const kvl_config *c = &s->m->host->cfg;
@@ -606,4 +621,76 @@ kvl_status kvl_cuda_session_import(kvl_cuda_session *s, const kvl_cache *h,
     memcpy(s->positions, h->positions, (size_t)h->n_tokens * sizeof(int32_t));
     s->n_tokens = h->n_tokens;
     return KVL_OK;
+}
+
+/* ---- on-device cache edits ------------------------------------------------------------- */
+
+kvl_status kvl_cuda_session_slice(kvl_cuda_session *s, int32_t t0, int32_t t1,
+                                  kvl_error *err)
+{
+    if (!s || t0 < 0 || t1 < t0 || t1 > s->n_tokens)
+        return kvl_fail(err, KVL_ERR_RANGE, "slice [%d, %d) outside the %d cached tokens",
+                        (int)t0, (int)t1, s ? (int)s->n_tokens : 0);
+    if (t0 > 0 && t1 > t0) {
+        const kvl_config *c = &s->m->host->cfg;
+        const size_t row = (size_t)c->head_dim * sizeof(float);
+        for (int32_t l = 0; l < c->n_layers; l++)
+            for (int w = 0; w < 2; w++) {
+                float **slot = w ? &s->v[l] : &s->k[l];
+                float *p = NULL;
+                CU(cudaMalloc((void **)&p, (size_t)c->n_kv_heads * s->cap * row),
+                   "slicing the cache");
+                CU(cudaMemcpy2DAsync(p, (size_t)s->cap * row, *slot + (size_t)t0 * c->head_dim,
+                                     (size_t)s->cap * row, (size_t)(t1 - t0) * row,
+                                     (size_t)c->n_kv_heads, cudaMemcpyDeviceToDevice,
+                                     s->stream),
+                   "slicing the cache");
+                CU(cudaStreamSynchronize(s->stream), "slicing the cache");
+                cudaFree(*slot);
+                *slot = p;
+            }
+        memmove(s->token_ids, s->token_ids + t0, (size_t)(t1 - t0) * sizeof(int32_t));
+        memmove(s->positions, s->positions + t0, (size_t)(t1 - t0) * sizeof(int32_t));
+    }
+    s->n_tokens = t1 - t0;
+    return KVL_OK;
+}
+
+kvl_status kvl_cuda_session_reposition(kvl_cuda_session *s, const int32_t *new_pos,
+                                       kvl_error *err)
+{
+    if (!s || (!new_pos && s->n_tokens > 0))
+        return kvl_fail(err, KVL_ERR_ARG, "reposition needs the session and new positions");
+    const int32_t n = s->n_tokens;
+    for (int32_t i = 0; i < n; i++)
+        if (new_pos[i] < 0)
+            return kvl_fail(err, KVL_ERR_RANGE, "new position %d at index %d is negative",
+                            (int)new_pos[i], (int)i);
+    if (n == 0)
+        return KVL_OK;
+    const kvl_config *c = &s->m->host->cfg;
+    int32_t *d = NULL;
+    CU(cudaMalloc((void **)&d, 2 * (size_t)n * sizeof(int32_t)), "repositioning");
+    kvl_status st = KVL_OK;
+    cudaError_t e = cudaMemcpyAsync(d, s->positions, (size_t)n * sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, s->stream);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(d + n, new_pos, (size_t)n * sizeof(int32_t),
+                            cudaMemcpyHostToDevice, s->stream);
+    for (int32_t l = 0; e == cudaSuccess && l < c->n_layers; l++)
+        e = kvl_cu_rerotate(s->k[l], s->cap, c->n_kv_heads, c->head_dim, c->rope.rotary_dim,
+                            s->m->inv_freq, c->rope.layout, d, d + n, n, s->stream);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(s->stream);
+    if (e != cudaSuccess)
+        st = cuda_fail(err, e, "repositioning");
+    cudaFree(d);
+    if (st == KVL_OK)
+        memcpy(s->positions, new_pos, (size_t)n * sizeof(int32_t));
+    return st;
+}
+
+int32_t kvl_cuda_session_next_position(const kvl_cuda_session *s)
+{
+    return s && s->n_tokens > 0 ? s->positions[s->n_tokens - 1] + 1 : 0;
 }

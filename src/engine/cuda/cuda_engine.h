@@ -24,7 +24,7 @@ typedef struct kvl_cuda_model kvl_cuda_model;
 typedef struct kvl_cuda_session kvl_cuda_session;
 
 /* Number of CUDA devices (0 when none or when the driver is absent). */
-int kvl_cuda_device_count(void);
+int kvl_cuda_devices(void);
 
 /* Uploads the weights of `model` to device `device`. */
 kvl_status kvl_cuda_model_new(const kvl_model *model, int device,
@@ -53,9 +53,23 @@ kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
  * object: save it with kvl_cache_save, inspect it, ...). */
 kvl_status kvl_cuda_session_export(const kvl_cuda_session *s, kvl_cache **out,
                                    kvl_error *err);
-/* Replaces the session's cache by a host cache (checked against the model
- * like kvl_session_set_cache with force = 0). */
+/* The same into an existing host cache of the model's geometry (grown as
+ * needed; its fingerprint and rope stay). */
+kvl_status kvl_cuda_session_export_into(const kvl_cuda_session *s, kvl_cache *h,
+                                        kvl_error *err);
+/* Replaces the session's cache by a host cache (the caller has checked it
+ * against the model: geometry and rope must match). */
 kvl_status kvl_cuda_session_import(kvl_cuda_session *s, const kvl_cache *c,
                                    kvl_error *err);
+
+/* Keeps cached tokens [t0, t1), on the device. */
+kvl_status kvl_cuda_session_slice(kvl_cuda_session *s, int32_t t0, int32_t t1,
+                                  kvl_error *err);
+/* Re-rotates every cached key to new_pos[n_tokens] (host array), on the
+ * device. */
+kvl_status kvl_cuda_session_reposition(kvl_cuda_session *s, const int32_t *new_pos,
+                                       kvl_error *err);
+/* The position after the last cached token (0 when empty). */
+int32_t kvl_cuda_session_next_position(const kvl_cuda_session *s);
 
 #endif
