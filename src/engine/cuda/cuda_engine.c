@@ -48,6 +48,8 @@ int kvl_cuda_devices(void)
 struct kvl_cuda_model {
     const kvl_model *host;
     int device;
+    int random;               /* weights generated, not copied          */
+    uint64_t seed, n_filled;
     kvl_weight tok_emb, final_norm, lm_head;
     kvl_layer_weights *layers;
     float *inv_freq;          /* device [rotary_dim / 2] */
@@ -59,6 +61,20 @@ static size_t weight_bytes(const kvl_weight *w)
     return (size_t)(w->rows * w->cols) * kvl_dtype_size(w->dtype);
 }
 
+/* Device memory for a weight of w's shape, described in *d. */
+static kvl_status alloc_like(kvl_cuda_model *m, const kvl_weight *w, kvl_weight *d,
+                             kvl_error *err)
+{
+    *d = *w;
+    void *p = NULL;
+    const size_t n = weight_bytes(w);
+    d->data = NULL;
+    CU(cudaMalloc(&p, n), "allocating weights");
+    d->data = p;
+    m->bytes += (int64_t)n;
+    return KVL_OK;
+}
+
 /* A device copy of w (NULL data stays NULL). */
 static kvl_status upload(kvl_cuda_model *m, const kvl_weight *w, kvl_weight *d,
                          kvl_error *err)
@@ -67,13 +83,29 @@ static kvl_status upload(kvl_cuda_model *m, const kvl_weight *w, kvl_weight *d,
     d->data = NULL;
     if (!w->data)
         return KVL_OK;
-    void *p = NULL;
-    const size_t n = weight_bytes(w);
-    CU(cudaMalloc(&p, n), "allocating weights");
-    d->data = p;
-    m->bytes += (int64_t)n;
-    CU(cudaMemcpy(p, w->data, n, cudaMemcpyHostToDevice), "copying weights");
-    return KVL_OK;
+    kvl_status st = alloc_like(m, w, d, err);
+    if (st == KVL_OK)
+        CU(cudaMemcpy((void *)d->data, w->data, weight_bytes(w), cudaMemcpyHostToDevice),
+           "copying weights");
+    return st;
+}
+
+/* Random device weights of w's shape (w->data is NULL: a shapes-only
+ * model); a 1-row weight is a norm (1 +- 0.1) or a bias (+-0.02). */
+static kvl_status fill(kvl_cuda_model *m, const kvl_weight *w, int is_norm,
+                       kvl_weight *d, kvl_error *err)
+{
+    *d = *w;
+    d->data = NULL;
+    if (w->rows <= 0 || w->cols <= 0)
+        return KVL_OK;
+    kvl_status st = alloc_like(m, w, d, err);
+    if (st == KVL_OK)
+        CU(kvl_cu_fill_random((void *)d->data, w->dtype, w->rows * w->cols,
+                              is_norm ? 1.0f : 0.0f, is_norm ? 0.1f : 0.02f,
+                              m->seed + 0x1000 * ++m->n_filled, 0),
+           "generating weights");
+    return st;
 }
 
 static kvl_status upload_layer(kvl_cuda_model *m, const kvl_layer_weights *h,
@@ -88,7 +120,10 @@ static kvl_status upload_layer(kvl_cuda_model *m, const kvl_layer_weights *h,
                          &d->k_norm, &d->ffn_norm, &d->w_gate, &d->w_up,
                          &d->w_down, &d->b_gate, &d->b_up, &d->b_down};
     for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
-        kvl_status st = upload(m, src[i], dst[i], err);
+        const int is_norm = src[i] == &h->attn_norm || src[i] == &h->q_norm ||
+                            src[i] == &h->k_norm || src[i] == &h->ffn_norm;
+        kvl_status st = m->random ? fill(m, src[i], is_norm, dst[i], err)
+                                  : upload(m, src[i], dst[i], err);
         if (st != KVL_OK)
             return st;
     }
@@ -122,8 +157,24 @@ void kvl_cuda_model_free(kvl_cuda_model *m)
     free(m);
 }
 
+static kvl_status model_new(const kvl_model *model, int device, int random,
+                            uint64_t seed, kvl_cuda_model **out, kvl_error *err);
+
 kvl_status kvl_cuda_model_new(const kvl_model *model, int device,
                               kvl_cuda_model **out, kvl_error *err)
+{
+    return model_new(model, device, 0, 0, out, err);
+}
+
+kvl_status kvl_cuda_model_new_random(const kvl_model *shapes, int device,
+                                     uint64_t seed, kvl_cuda_model **out,
+                                     kvl_error *err)
+{
+    return model_new(shapes, device, 1, seed, out, err);
+}
+
+static kvl_status model_new(const kvl_model *model, int device, int random,
+                            uint64_t seed, kvl_cuda_model **out, kvl_error *err)
 {
     if (!model || !out)
         return kvl_fail(err, KVL_ERR_ARG, "kvl_cuda_model_new: model and out are required");
@@ -138,21 +189,30 @@ kvl_status kvl_cuda_model_new(const kvl_model *model, int device,
         return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
     m->host = model;
     m->device = device;
+    m->random = random;
+    m->seed = seed;
     const kvl_config *cfg = &model->cfg;
     m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
     kvl_status st = m->layers ? KVL_OK : kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
     for (int32_t l = 0; st == KVL_OK && l < cfg->n_layers; l++)
         st = upload_layer(m, &model->layers[l], &m->layers[l], err);
     if (st == KVL_OK)
-        st = upload(m, &model->tok_emb, &m->tok_emb, err);
+        st = random ? fill(m, &model->tok_emb, 0, &m->tok_emb, err)
+                    : upload(m, &model->tok_emb, &m->tok_emb, err);
     if (st == KVL_OK)
-        st = upload(m, &model->final_norm, &m->final_norm, err);
+        st = random ? fill(m, &model->final_norm, 1, &m->final_norm, err)
+                    : upload(m, &model->final_norm, &m->final_norm, err);
     if (st == KVL_OK) {
-        if (model->lm_head.data == model->tok_emb.data)
+        if (model->cfg.tied_embeddings || model->lm_head.data == model->tok_emb.data)
             m->lm_head = m->tok_emb; /* tied: one copy */
         else
-            st = upload(m, &model->lm_head, &m->lm_head, err);
+            st = random ? fill(m, &model->lm_head, 0, &m->lm_head, err)
+                        : upload(m, &model->lm_head, &m->lm_head, err);
     }
+    if (st == KVL_OK && random)
+        st = cudaDeviceSynchronize() == cudaSuccess
+                 ? KVL_OK
+                 : kvl_fail(err, KVL_ERR_INTERNAL, "CUDA: generating weights failed");
     const size_t nf = (size_t)cfg->rope.rotary_dim / 2 * sizeof(float);
     if (st == KVL_OK) {
         cudaError_t e = cudaMalloc((void **)&m->inv_freq, nf);

@@ -29,6 +29,13 @@ int kvl_cuda_devices(void);
 /* Uploads the weights of `model` to device `device`. */
 kvl_status kvl_cuda_model_new(const kvl_model *model, int device,
                               kvl_cuda_model **out, kvl_error *err);
+/* The same for a model given by shapes only (weights with NULL data, as
+ * built by bench/bench_cuda.c): device weights filled with seeded random
+ * values (matrices uniform in +-0.02, norm weights 1 +- 0.1, biases
+ * +-0.02), so that benchmarks of real checkpoint shapes need no files. */
+kvl_status kvl_cuda_model_new_random(const kvl_model *shapes, int device,
+                                     uint64_t seed, kvl_cuda_model **out,
+                                     kvl_error *err);
 void kvl_cuda_model_free(kvl_cuda_model *m);
 /* Device bytes the weights take. */
 int64_t kvl_cuda_model_bytes(const kvl_cuda_model *m);

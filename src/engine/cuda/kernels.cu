@@ -412,3 +412,43 @@ extern "C" cudaError_t kvl_cu_argmax(int32_t *out, const float *logits,
     argmax_kernel<<<(unsigned)rows, ARGMAX_THREADS, 0, stream>>>(out, logits, vocab);
     return cudaGetLastError();
 }
+
+/* ------------------------------------------------------------------------ */
+/* random fill (benchmark weights)                                           */
+/* ------------------------------------------------------------------------ */
+
+/* splitmix64 of (seed, index): a counter-based generator. */
+static __device__ __forceinline__ float unit_hash(uint64_t seed, uint64_t i)
+{
+    uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
+}
+
+__global__ void fill_random_kernel(void *p, int dt, int64_t n, float offset,
+                                   float scale, uint64_t seed)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const float v = offset + scale * (2.0f * unit_hash(seed, (uint64_t)i) - 1.0f);
+        if (dt == KVL_DTYPE_BF16)
+            ((uint16_t *)p)[i] = f32_to_bf16_rne(v);
+        else if (dt == KVL_DTYPE_F16)
+            ((__half *)p)[i] = __float2half_rn(v);
+        else
+            ((float *)p)[i] = v;
+    }
+}
+
+extern "C" cudaError_t kvl_cu_fill_random(void *p, kvl_dtype dt, int64_t n, float offset,
+                                          float scale, uint64_t seed, cudaStream_t stream)
+{
+    if (!p || n <= 0 ||
+        (dt != KVL_DTYPE_BF16 && dt != KVL_DTYPE_F16 && dt != KVL_DTYPE_F32))
+        return cudaErrorInvalidValue;
+    fill_random_kernel<<<kvl_cu_blocks(n, EW_THREADS), EW_THREADS, 0, stream>>>(
+        p, (int)dt, n, offset, scale, seed);
+    return cudaGetLastError();
+}

@@ -107,6 +107,13 @@ cudaError_t kvl_cu_rerotate(float *k_cache, int32_t cap, int32_t n_kv_heads,
                             const int32_t *old_pos, const int32_t *new_pos,
                             int32_t n, cudaStream_t stream);
 
+/* Fills n values of dtype dt (BF16, F16 or F32) with seeded pseudo-random
+ * values uniform in [offset - scale, offset + scale) from a counter-based
+ * hash (no state, any launch order): weights generated on the device for
+ * benchmarks. */
+cudaError_t kvl_cu_fill_random(void *p, kvl_dtype dt, int64_t n, float offset,
+                               float scale, uint64_t seed, cudaStream_t stream);
+
 /* out[r] = argmax of logits[r][vocab] (lowest index on ties), rows r. */
 cudaError_t kvl_cu_argmax(int32_t *out, const float *logits, int32_t rows,
                           int32_t vocab, cudaStream_t stream);
