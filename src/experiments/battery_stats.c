@@ -18,7 +18,7 @@ const char *const kvl_headline_names[KVL_HL_COUNT] = {
     "next_token_entropy", "self_nll", "gen_tokens"};
 
 /* Seed tags: one stream per use, all derived from the config seed. */
-enum { TAG_BOOT = 1000, TAG_FOREST = 2000, TAG_LOGREG = 3000 };
+enum { TAG_BOOT = 1000, TAG_FOREST = 2000, TAG_LOGREG = 3000, TAG_FEAT = 1u << 20 };
 
 static double layer_mean(const double *v, int32_t n)
 {
@@ -187,6 +187,22 @@ typedef struct hl_stats {
     kvl_interval ci[KVL_HL_COUNT];
 } hl_stats;
 
+/* Mean of column `col` over the prompts of mode m, with its percentile
+ * bootstrap interval (NaN when fewer than 2 values or any is NaN). */
+static kvl_status mode_mean_ci(const kvl_exp_run *r, const kvl_exp_battery_data *b,
+                               const double *mat, int32_t stride, int32_t col,
+                               int32_t m, uint64_t tag, double *v, double *mean,
+                               kvl_interval *ci, kvl_error *err)
+{
+    const int32_t n = mode_values(b, mat, stride, col, m, v);
+    *mean = kvl_stats_mean(v, (size_t)n);
+    *ci = (kvl_interval){NAN, NAN};
+    if (n < 2 || any_nan(v, n))
+        return KVL_OK;
+    return kvl_stats_bootstrap_mean_ci(v, (size_t)n, r->cfg->modes.bootstrap, 0.95,
+                                       kvl_rng_derive(r->cfg->seed, tag), ci, err);
+}
+
 static kvl_status mode_means(kvl_exp_run *r, const kvl_exp_battery_data *b,
                              hl_stats *hs, kvl_error *err)
 {
@@ -195,17 +211,37 @@ static kvl_status mode_means(kvl_exp_run *r, const kvl_exp_battery_data *b,
         return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
     kvl_status st = KVL_OK;
     for (int32_t m = 0; st == KVL_OK && m < b->n_modes; m++)
-        for (int32_t h = 0; st == KVL_OK && h < KVL_HL_COUNT; h++) {
-            int32_t n = mode_values(b, b->hl, KVL_HL_COUNT, h, m, v);
-            hs[m].mean[h] = kvl_stats_mean(v, (size_t)n);
-            if (n >= 2 && !any_nan(v, n))
-                st = kvl_stats_bootstrap_mean_ci(
-                    v, (size_t)n, r->cfg->modes.bootstrap, 0.95,
-                    kvl_rng_derive(r->cfg->seed, TAG_BOOT + (uint64_t)(m * KVL_HL_COUNT + h)),
-                    &hs[m].ci[h], err);
-            else
-                hs[m].ci[h] = (kvl_interval){NAN, NAN};
+        for (int32_t h = 0; st == KVL_OK && h < KVL_HL_COUNT; h++)
+            st = mode_mean_ci(r, b, b->hl, KVL_HL_COUNT, h, m,
+                              TAG_BOOT + (uint64_t)(m * KVL_HL_COUNT + h), v,
+                              &hs[m].mean[h], &hs[m].ci[h], err);
+    free(v);
+    return st;
+}
+
+/* Per-mode means and bootstrap intervals of every feature (summary.json). */
+static kvl_status feature_means_json(kvl_exp_run *r, const kvl_exp_battery_data *b,
+                                     json_t *out, kvl_error *err)
+{
+    double *v = malloc((size_t)b->n_prompts * sizeof *v);
+    if (!v)
+        return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
+    kvl_status st = KVL_OK;
+    for (int32_t j = 0; st == KVL_OK && j < b->d; j++) {
+        json_t *fj = json_object();
+        for (int32_t m = 0; st == KVL_OK && m < b->n_modes; m++) {
+            double mean;
+            kvl_interval ci;
+            st = mode_mean_ci(r, b, b->x, b->d, j, m,
+                              TAG_FEAT + (uint64_t)j * (uint64_t)b->n_modes + (uint64_t)m,
+                              v, &mean, &ci, err);
+            json_object_set_new(fj, b->mode_names[m],
+                                json_pack("{s:o, s:o, s:o}", "mean", kvl_exp_json_real(mean),
+                                          "ci_lo", kvl_exp_json_real(ci.lo), "ci_hi",
+                                          kvl_exp_json_real(ci.hi)));
         }
+        json_object_set_new(out, b->names[j], fj);
+    }
     free(v);
     return st;
 }
@@ -239,9 +275,10 @@ static json_t *mode_means_json(const kvl_exp_battery_data *b, const hl_stats *hs
         json_t *mo = json_object();
         for (int h = 0; h < KVL_HL_COUNT; h++)
             json_object_set_new(mo, kvl_headline_names[h],
-                                json_pack("{s:f, s:f, s:f}", "mean", hs[m].mean[h],
-                                          "ci_lo", hs[m].ci[h].lo, "ci_hi",
-                                          hs[m].ci[h].hi));
+                                json_pack("{s:o, s:o, s:o}", "mean",
+                                          kvl_exp_json_real(hs[m].mean[h]), "ci_lo",
+                                          kvl_exp_json_real(hs[m].ci[h].lo), "ci_hi",
+                                          kvl_exp_json_real(hs[m].ci[h].hi)));
         json_object_set_new(o, b->mode_names[m], mo);
     }
     return o;
@@ -437,9 +474,10 @@ static json_t *kw_json(const kvl_exp_battery_data *b, const kw_all *k)
     json_t *o = json_object();
     for (int32_t j = 0; j < b->d; j++)
         json_object_set_new(o, b->names[j],
-                            json_pack("{s:f, s:f, s:f, s:f}", "h", k->kw[j].h, "p",
-                                      k->kw[j].p, "p_holm", k->p_holm[j],
-                                      "epsilon_sq", k->kw[j].epsilon_sq));
+                            json_pack("{s:o, s:o, s:o, s:o}", "h", kvl_exp_json_real(k->kw[j].h),
+                                      "p", kvl_exp_json_real(k->kw[j].p), "p_holm",
+                                      kvl_exp_json_real(k->p_holm[j]), "epsilon_sq",
+                                      kvl_exp_json_real(k->kw[j].epsilon_sq)));
     return json_pack("{s:i, s:i, s:o}", "n_features", b->d, "n_significant_holm",
                      k->n_sig, "features", o);
 }
@@ -499,9 +537,10 @@ static kvl_status headline_tests(kvl_exp_run *r, const kvl_exp_battery_data *b,
                 if (fabs(rb[k]) > fabs(rb[best]))
                     best = k, ba = a, bc = c;
                 json_array_append_new(pairs, json_pack(
-                    "{s:s, s:s, s:f, s:f, s:f, s:o}", "a", b->mode_names[a], "b",
-                    b->mode_names[c], "p", p[k], "p_holm", ph[k],
-                    "rank_biserial", rb[k], "cohens_d", kvl_exp_json_real(d[k])));
+                    "{s:s, s:s, s:o, s:o, s:o, s:o}", "a", b->mode_names[a], "b",
+                    b->mode_names[c], "p", kvl_exp_json_real(p[k]), "p_holm",
+                    kvl_exp_json_real(ph[k]), "rank_biserial", kvl_exp_json_real(rb[k]),
+                    "cohens_d", kvl_exp_json_real(d[k])));
             }
         fprintf(r->md, "| %s | %.3f | %.3g | %.3f | %d / %d | %.2f (%s vs %s) |\n",
                 kvl_headline_names[h], kw.h, kw.p, kw.epsilon_sq, (int)nsig,
@@ -698,7 +737,11 @@ kvl_status kvl_exp_battery_analyze(kvl_exp_run *r, const char *label,
     }
     if (st == KVL_OK)
         st = classify(r, label, prefix, b, clf, err);
+    json_t *fm = json_object();
+    if (st == KVL_OK)
+        st = feature_means_json(r, b, fm, err);
     if (st == KVL_OK) {
+        json_object_set_new(s, "feature_means", fm);
         json_object_set_new(s, "mode_means", mode_means_json(b, hs));
         json_object_set_new(s, "headline_tests", pw);
         json_object_set_new(s, "kruskal_all_features", kw_json(b, &k));
@@ -707,6 +750,7 @@ kvl_status kvl_exp_battery_analyze(kvl_exp_run *r, const char *label,
         json_object_set_new(s, "replications", json_integer(b->reps));
         *summary = s;
     } else {
+        json_decref(fm);
         json_decref(pw);
         json_decref(clf);
         json_decref(s);
