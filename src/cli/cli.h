@@ -79,8 +79,8 @@ enum cli_opt {
     "                       beside it.\n"                                    \
     "  --no-bos             do not prepend BOS to --prompt.\n"               \
     "  --threads N          worker threads (default 0 = OpenMP default).\n"   \
-    "  --device D           cpu, cuda, cuda:N or auto (default: auto, the\n"  \
-    "                       first GPU when one is present, else the CPU).\n"
+    "  --device D           cpu, cuda, cuda:N or auto (default: $KVLAB_DEVICE,\n" \
+    "                       else auto: the first GPU when one is present).\n"
 
 /* ---- errors and usage (cli_util.c) ------------------------------------- */
 

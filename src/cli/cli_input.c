@@ -103,7 +103,9 @@ int cli_model_open(const char *model_path, const char *device, cli_model *m)
     if (rc != CLI_OK)
         return rc;
     kvl_error err = {0};
-    kvl_model_options mo = {device ? device : "auto"};
+    /* --device, else $KVLAB_DEVICE, else auto (a GPU when there is one). */
+    const char *env = getenv("KVLAB_DEVICE");
+    kvl_model_options mo = {device ? device : env && *env ? env : "auto"};
     if (kvl_model_load(m->path, &mo, &m->model, &err) != KVL_OK) {
         /* The user must see which path failed, whatever the loader said. */
         if (strstr(err.message, m->path))

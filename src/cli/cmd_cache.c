@@ -84,7 +84,8 @@ static const char load_help[] =
     "                       bundled <source>/models/default).\n"
     "  --tokenizer PATH     for text output (default: beside the model).\n"
     "  --threads N          worker threads (default 0 = OpenMP default).\n"
-    "  --device D           cpu, cuda, cuda:N or auto (default: auto).\n"
+    "  --device D           cpu, cuda, cuda:N or auto (default: $KVLAB_DEVICE,\n"
+    "                       else auto).\n"
     "  --force              skip the fingerprint check.\n" CLI_SAMPLING_HELP
     "  -h, --help           show this help.\n"
     "\n"

@@ -138,6 +138,10 @@ static void test_usage_errors(void)
     expect_usage(RUN("cache", "reposition", "a.kvc", "-o", "b.kvc",
                      "--delta", "1.5"),
                  "kvlab cache reposition", "--delta 1.5");
+    expect_usage(RUN("generate", "-m", m, "--device", "gpu"), "kvlab generate",
+                 "--device gpu");
+    expect_usage(RUN("generate", "-m", m, "--device", "cuda:x"), "kvlab generate",
+                 "--device cuda:x");
     expect_usage(RUN("run", "--bogus"), "kvlab run", "run: unknown option");
     expect_usage(RUN("run", "modes", "a.json", "b.json"), "kvlab run",
                  "run: two configs");
