@@ -252,6 +252,11 @@ struct kvl_cuda_session {
     int32_t cap, n_tokens;
     float **k, **v;
     int32_t *token_ids, *positions; /* host [cap] */
+    /* Pinned host staging for export / import: two buffers so that the
+     * DMA of one layer overlaps the host copy of the other. */
+    float *stage[2];
+    size_t stage_floats;
+    cudaEvent_t staged[2];
 };
 
 static void free_buffers(kvl_cuda_session *s)
@@ -372,6 +377,11 @@ void kvl_cuda_session_free(kvl_cuda_session *s)
         return;
     free_buffers(s);
     free_cache(s);
+    for (int b = 0; b < 2; b++) {
+        cudaFreeHost(s->stage[b]);
+        if (s->staged[b])
+            cudaEventDestroy(s->staged[b]);
+    }
     cudaFree(s->att_scratch);
     if (s->blas)
         cublasDestroy(s->blas);
@@ -611,31 +621,88 @@ kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
 
 /* ---- export / import -------------------------------------------------------------------- */
 
-kvl_status kvl_cuda_session_export_into(const kvl_cuda_session *s, kvl_cache *h,
+/* Two pinned staging buffers of at least n floats each. */
+static kvl_status stage_reserve(kvl_cuda_session *s, size_t n, kvl_error *err)
+{
+    if (n <= s->stage_floats)
+        return KVL_OK;
+    for (int b = 0; b < 2; b++) {
+        cudaFreeHost(s->stage[b]);
+        s->stage[b] = NULL;
+    }
+    s->stage_floats = 0;
+    for (int b = 0; b < 2; b++) {
+        CU(cudaMallocHost((void **)&s->stage[b], n * sizeof(float)), "allocating pinned buffers");
+        if (!s->staged[b])
+            CU(cudaEventCreateWithFlags(&s->staged[b], cudaEventDisableTiming),
+               "creating events");
+    }
+    s->stage_floats = n;
+    return KVL_OK;
+}
+
+/* Host copy between the compact staging layout [n_kv][n][hd] and the host
+ * cache's [n_kv][cap][hd], in parallel chunks (one thread's memcpy runs
+ * far below the DMA rate). */
+static void host_copy(float *cache_rows, size_t cap_stride, float *stage, size_t n_stride,
+                      int32_t n_kv, int to_stage)
+{
+    const int64_t chunk = 1 << 16; /* floats */
+    const int64_t per_head = (int64_t)n_stride;
+    const int64_t pieces = (per_head + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static)
+    for (int64_t it = 0; it < (int64_t)n_kv * pieces; it++) {
+        const int64_t h = it / pieces, off = (it % pieces) * chunk;
+        const int64_t len = per_head - off < chunk ? per_head - off : chunk;
+        float *c = cache_rows + h * (int64_t)cap_stride + off;
+        float *st = stage + h * per_head + off;
+        if (to_stage)
+            memcpy(st, c, (size_t)len * sizeof(float));
+        else
+            memcpy(c, st, (size_t)len * sizeof(float));
+    }
+}
+
+kvl_status kvl_cuda_session_export_into(kvl_cuda_session *s, kvl_cache *h,
                                         kvl_error *err)
 {
     if (!s || !h)
         return kvl_fail(err, KVL_ERR_ARG, "kvl_cuda_session_export: session and cache are required");
     const kvl_config *c = &s->m->host->cfg;
     kvl_status st = kvl_cache_reserve(h, s->n_tokens, err);
+    const int32_t n = s->n_tokens, hd = c->head_dim, nkv = c->n_kv_heads;
+    const size_t block = (size_t)nkv * n * hd; /* one layer's K (or V) */
+    if (st == KVL_OK && n > 0)
+        st = stage_reserve(s, block, err);
     if (st != KVL_OK)
         return st;
-    CU(cudaStreamSynchronize(s->stream), "exporting the cache");
-    const size_t row = (size_t)c->head_dim * sizeof(float);
-    for (int32_t l = 0; l < c->n_layers && s->n_tokens > 0; l++)
-        for (int w = 0; w < 2; w++)
-            CU(cudaMemcpy2D(w ? h->v[l] : h->k[l], (size_t)h->capacity * row,
-                            w ? s->v[l] : s->k[l], (size_t)s->cap * row,
-                            (size_t)s->n_tokens * row, (size_t)c->n_kv_heads,
-                            cudaMemcpyDeviceToHost),
+    const size_t row = (size_t)hd * sizeof(float);
+    const int32_t items = n > 0 ? 2 * c->n_layers : 0;
+    /* item i: layer i / 2, K (even) or V (odd) */
+    for (int32_t i = 0; i <= items; i++) {
+        if (i < items) {
+            const int b = i % 2;
+            const float *src = i % 2 ? s->v[i / 2] : s->k[i / 2];
+            CU(cudaMemcpy2DAsync(s->stage[b], (size_t)n * row, src, (size_t)s->cap * row,
+                                 (size_t)n * row, (size_t)nkv, cudaMemcpyDeviceToHost,
+                                 s->stream),
                "exporting the cache");
-    memcpy(h->token_ids, s->token_ids, (size_t)s->n_tokens * sizeof(int32_t));
-    memcpy(h->positions, s->positions, (size_t)s->n_tokens * sizeof(int32_t));
-    h->n_tokens = s->n_tokens;
+            CU(cudaEventRecord(s->staged[b], s->stream), "exporting the cache");
+        }
+        if (i > 0) { /* the previous item is on its way: copy it out */
+            const int32_t p = i - 1;
+            CU(cudaEventSynchronize(s->staged[p % 2]), "exporting the cache");
+            host_copy(p % 2 ? h->v[p / 2] : h->k[p / 2], (size_t)h->capacity * hd,
+                      s->stage[p % 2], (size_t)n * hd, nkv, 0);
+        }
+    }
+    memcpy(h->token_ids, s->token_ids, (size_t)n * sizeof(int32_t));
+    memcpy(h->positions, s->positions, (size_t)n * sizeof(int32_t));
+    h->n_tokens = n;
     return KVL_OK;
 }
 
-kvl_status kvl_cuda_session_export(const kvl_cuda_session *s, kvl_cache **out,
+kvl_status kvl_cuda_session_export(kvl_cuda_session *s, kvl_cache **out,
                                    kvl_error *err)
 {
     if (!s || !out)
@@ -669,14 +736,24 @@ kvl_status kvl_cuda_session_import(kvl_cuda_session *s, const kvl_cache *h,
     if (st != KVL_OK)
         return st;
     const kvl_config *c = &s->m->host->cfg;
-    const size_t row = (size_t)c->head_dim * sizeof(float);
-    for (int32_t l = 0; l < c->n_layers && h->n_tokens > 0; l++)
-        for (int w = 0; w < 2; w++)
-            CU(cudaMemcpy2D(w ? s->v[l] : s->k[l], (size_t)s->cap * row,
-                            w ? h->v[l] : h->k[l], (size_t)h->capacity * row,
-                            (size_t)h->n_tokens * row, (size_t)c->n_kv_heads,
-                            cudaMemcpyHostToDevice),
-               "importing the cache");
+    const int32_t n = h->n_tokens, hd = c->head_dim, nkv = c->n_kv_heads;
+    if (n > 0 && (st = stage_reserve(s, (size_t)nkv * n * hd, err)) != KVL_OK)
+        return st;
+    const size_t row = (size_t)hd * sizeof(float);
+    const int32_t items = n > 0 ? 2 * c->n_layers : 0;
+    for (int32_t i = 0; i < items; i++) {
+        const int b = i % 2;
+        if (i >= 2) /* the buffer's previous upload must be done */
+            CU(cudaEventSynchronize(s->staged[b]), "importing the cache");
+        host_copy(b ? h->v[i / 2] : h->k[i / 2], (size_t)h->capacity * hd, s->stage[b],
+                  (size_t)n * hd, nkv, 1);
+        CU(cudaMemcpy2DAsync(b ? s->v[i / 2] : s->k[i / 2], (size_t)s->cap * row,
+                             s->stage[b], (size_t)n * row, (size_t)n * row, (size_t)nkv,
+                             cudaMemcpyHostToDevice, s->stream),
+           "importing the cache");
+        CU(cudaEventRecord(s->staged[b], s->stream), "importing the cache");
+    }
+    CU(cudaStreamSynchronize(s->stream), "importing the cache");
     memcpy(s->token_ids, h->token_ids, (size_t)h->n_tokens * sizeof(int32_t));
     memcpy(s->positions, h->positions, (size_t)h->n_tokens * sizeof(int32_t));
     s->n_tokens = h->n_tokens;

@@ -57,12 +57,14 @@ kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
                             float *logits, int all_logits, kvl_error *err);
 
 /* The session's cache copied into a new host cache (the public kvl_cache
- * object: save it with kvl_cache_save, inspect it, ...). */
-kvl_status kvl_cuda_session_export(const kvl_cuda_session *s, kvl_cache **out,
+ * object: save it with kvl_cache_save, inspect it, ...), through two
+ * pinned staging buffers so that the DMA of one layer overlaps the host
+ * copy of the previous one. */
+kvl_status kvl_cuda_session_export(kvl_cuda_session *s, kvl_cache **out,
                                    kvl_error *err);
 /* The same into an existing host cache of the model's geometry (grown as
  * needed; its fingerprint and rope stay). */
-kvl_status kvl_cuda_session_export_into(const kvl_cuda_session *s, kvl_cache *h,
+kvl_status kvl_cuda_session_export_into(kvl_cuda_session *s, kvl_cache *h,
                                         kvl_error *err);
 /* Replaces the session's cache by a host cache (the caller has checked it
  * against the model: geometry and rope must match). */
