@@ -13,6 +13,8 @@
  *   - the decode bound: weight bytes read per token / the copy bandwidth
  *     measured here (a 4 GiB device-to-device copy, bytes read + written),
  *     and decode as a fraction of it.
+ * Decode steps replay a CUDA graph of the step; KVL_CUDA_GRAPHS=0 turns
+ * that off (plain launches) for comparison.
  * Decode at batch 32 is not available yet (one sequence per session).
  * The last thing printed is a Markdown table; bench/cuda_reference.py is
  * the transformers side, to be run on the same GPU.

@@ -27,6 +27,16 @@ static kvl_status cuda_fail(kvl_error *err, cudaError_t e, const char *what)
             return cuda_fail(err, e_, what);                                 \
     } while (0)
 
+/* In graph_step: a failed call ends the step with its error. */
+#define CU2(call)                                                            \
+    do {                                                                     \
+        cudaError_t e2_ = (call);                                            \
+        if (e2_ != cudaSuccess) {                                            \
+            *st = cuda_fail(err, e2_, "decode step");                        \
+            return 1;                                                        \
+        }                                                                    \
+    } while (0)
+
 static kvl_status cublas_fail(kvl_error *err, cublasStatus_t s, const char *what)
 {
     return kvl_fail(err, s == CUBLAS_STATUS_ALLOC_FAILED ? KVL_ERR_NOMEM : KVL_ERR_INTERNAL,
@@ -257,6 +267,15 @@ struct kvl_cuda_session {
     float *stage[2];
     size_t stage_floats;
     cudaEvent_t staged[2];
+    /* The single-token step as a CUDA graph, replayed at every decode
+     * step: its kernels read token, position, slot and context length
+     * from d_step, written from the pinned h_step before each replay. */
+    cudaGraphExec_t graph;
+    uint64_t graph_gen;       /* alloc_gen when captured                */
+    int graph_off;            /* capture failed or disabled: plain path */
+    int capturing;
+    uint64_t alloc_gen;       /* bumped when any device buffer moves    */
+    int32_t *d_step, *h_step; /* [4]: token, position, n_past, n_ctx   */
 };
 
 static void free_buffers(kvl_cuda_session *s)
@@ -311,6 +330,7 @@ static kvl_status grow_buffers(kvl_cuda_session *s, int32_t T, kvl_error *err)
     CU(cudaMalloc((void **)&s->d_tokens, (size_t)T * sizeof(int32_t)), "allocating ids");
     CU(cudaMalloc((void **)&s->d_pos, (size_t)T * sizeof(int32_t)), "allocating ids");
     s->rows_cap = T;
+    s->alloc_gen++;
     return KVL_OK;
 }
 
@@ -368,6 +388,7 @@ static kvl_status grow_cache(kvl_cuda_session *s, int32_t cap, kvl_error *err)
             *slot = p;
         }
     s->cap = cap;
+    s->alloc_gen++;
     return KVL_OK;
 }
 
@@ -382,6 +403,10 @@ void kvl_cuda_session_free(kvl_cuda_session *s)
         if (s->staged[b])
             cudaEventDestroy(s->staged[b]);
     }
+    if (s->graph)
+        cudaGraphExecDestroy(s->graph);
+    cudaFree(s->d_step);
+    cudaFreeHost(s->h_step);
     cudaFree(s->att_scratch);
     if (s->blas)
         cublasDestroy(s->blas);
@@ -401,6 +426,10 @@ kvl_status kvl_cuda_session_new(const kvl_cuda_model *m, int32_t capacity,
     if (!s)
         return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
     s->m = m;
+    /* KVL_CUDA_GRAPHS=0 runs decode steps as plain launches (comparisons,
+     * debugging). */
+    const char *graphs = getenv("KVL_CUDA_GRAPHS");
+    s->graph_off = graphs && strcmp(graphs, "0") == 0;
     kvl_status st = KVL_OK;
     cudaError_t e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess)
@@ -476,8 +505,8 @@ static kvl_status norm_and_rotate(kvl_cuda_session *s, float *x, int32_t T,
         CU(kvl_cu_rmsnorm(x, x, norm->data, norm->dtype, T * n_h, c->head_dim,
                           (float)c->norm_eps, s->stream),
            "q/k norm");
-    CU(kvl_cu_rope(x, s->d_pos, T, n_h, c->head_dim, c->rope.rotary_dim,
-                   s->m->inv_freq, c->rope.layout, +1, s->stream),
+    CU(kvl_cu_rope(x, s->capturing ? s->d_step + 1 : s->d_pos, T, n_h, c->head_dim,
+                   c->rope.rotary_dim, s->m->inv_freq, c->rope.layout, +1, s->stream),
        "rope");
     return KVL_OK;
 }
@@ -498,13 +527,24 @@ static kvl_status attention_block(kvl_cuda_session *s, int32_t l, int32_t T,
         (st = norm_and_rotate(s, B[B_Q], T, c->n_heads, &w->q_norm, err)) ||
         (st = norm_and_rotate(s, B[B_K], T, c->n_kv_heads, &w->k_norm, err)))
         return st;
-    CU(kvl_cu_cache_store(s->k[l], s->v[l], s->cap, B[B_K], B[B_V], s->n_tokens, T,
-                          c->n_kv_heads, c->head_dim, s->stream),
-       "cache store");
-    CU(kvl_cu_attention(B[B_ATT], B[B_Q], s->k[l], s->v[l], s->cap, s->n_tokens, T,
-                        c->n_heads, c->n_kv_heads, c->head_dim, s->att_scratch,
-                        s->att_scratch_floats, s->stream),
-       "attention");
+    if (s->capturing) {
+        CU(kvl_cu_cache_store_dev(s->k[l], s->v[l], s->cap, B[B_K], B[B_V], s->d_step + 2,
+                                  c->n_kv_heads, c->head_dim, s->stream),
+           "cache store");
+        CU(kvl_cu_attention_decode_dev(B[B_ATT], B[B_Q], s->k[l], s->v[l], s->cap,
+                                       s->d_step + 3, c->n_heads, c->n_kv_heads,
+                                       c->head_dim, s->att_scratch, s->att_scratch_floats,
+                                       s->stream),
+           "attention");
+    } else {
+        CU(kvl_cu_cache_store(s->k[l], s->v[l], s->cap, B[B_K], B[B_V], s->n_tokens, T,
+                              c->n_kv_heads, c->head_dim, s->stream),
+           "cache store");
+        CU(kvl_cu_attention(B[B_ATT], B[B_Q], s->k[l], s->v[l], s->cap, s->n_tokens, T,
+                            c->n_heads, c->n_kv_heads, c->head_dim, s->att_scratch,
+                            s->att_scratch_floats, s->stream),
+           "attention");
+    }
     if ((st = linear(s, B[B_PROJ], B[B_ATT], T, &w->wo, &w->bo, err)))
         return st;
     CU(kvl_cu_add(B[B_X], B[B_PROJ], (int64_t)T * c->dim, s->stream), "residual");
@@ -570,6 +610,7 @@ static kvl_status prepare(kvl_cuda_session *s, const int32_t *tokens,
         CU(cudaMalloc((void **)&s->att_scratch, need * sizeof(float)),
            "allocating attention scratch");
         s->att_scratch_floats = need;
+        s->alloc_gen++;
     }
     CU(cudaMemcpyAsync(s->d_tokens, tokens, (size_t)T * sizeof(int32_t),
                        cudaMemcpyHostToDevice, s->stream), "copying ids");
@@ -578,39 +619,135 @@ static kvl_status prepare(kvl_cuda_session *s, const int32_t *tokens,
     return KVL_OK;
 }
 
+/* Embedding, layers, final norm and lm_head of T rows (logits rows
+ * [first, T) into B_LOGITS when `logits`). */
+static kvl_status graph_body(kvl_cuda_session *s, int32_t T, int32_t first, int logits,
+                             kvl_error *err)
+{
+    const kvl_cuda_model *m = s->m;
+    const kvl_config *c = &m->host->cfg;
+    kvl_status st;
+    CU(kvl_cu_embed(s->buf[B_X], m->tok_emb.data, m->tok_emb.dtype,
+                    s->capturing ? s->d_step : s->d_tokens, T, c->dim, s->stream),
+       "embedding");
+    for (int32_t l = 0; l < c->n_layers; l++)
+        if ((st = attention_block(s, l, T, err)) || (st = ffn_block(s, l, T, err)))
+            return st;
+    if (!logits)
+        return KVL_OK;
+    const int32_t rows = T - first;
+    float *xn = s->buf[B_XN] + (size_t)first * c->dim;
+    CU(kvl_cu_rmsnorm(xn, s->buf[B_X] + (size_t)first * c->dim, m->final_norm.data,
+                      m->final_norm.dtype, rows, c->dim, (float)c->norm_eps, s->stream),
+       "final norm");
+    const kvl_weight none = {NULL, KVL_DTYPE_F32, 0, 0};
+    return linear(s, s->buf[B_LOGITS], xn, rows, &m->lm_head, &none, err);
+}
+
+/* Captures the single-token step for the current buffers; on failure the
+ * session falls back to plain launches for good. */
+static void capture(kvl_cuda_session *s)
+{
+    if (s->graph) {
+        cudaGraphExecDestroy(s->graph);
+        s->graph = NULL;
+    }
+    kvl_error e;
+    cudaGraph_t g = NULL;
+    if (cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        cudaGetLastError();
+        s->graph_off = 1;
+        return;
+    }
+    s->capturing = 1;
+    kvl_status st = graph_body(s, 1, 0, 1, &e);
+    s->capturing = 0;
+    cudaError_t ce = cudaStreamEndCapture(s->stream, &g);
+    if (st == KVL_OK && ce == cudaSuccess && g)
+        ce = cudaGraphInstantiate(&s->graph, g, 0);
+    if (g)
+        cudaGraphDestroy(g);
+    if (st != KVL_OK || ce != cudaSuccess || !s->graph) {
+        cudaGetLastError();
+        s->graph = NULL;
+        s->graph_off = 1;
+        return;
+    }
+    s->graph_gen = s->alloc_gen;
+}
+
+/* One token through the graph; 0 when the graph path is not available
+ * (the caller then runs the plain path). */
+static int graph_step(kvl_cuda_session *s, int32_t token, int32_t position, float *logits,
+                      kvl_status *st, kvl_error *err)
+{
+    const kvl_config *c = &s->m->host->cfg;
+    if (s->graph_off)
+        return 0;
+    if (!s->d_step) {
+        if (cudaMalloc((void **)&s->d_step, 4 * sizeof(int32_t)) != cudaSuccess ||
+            cudaMallocHost((void **)&s->h_step, 4 * sizeof(int32_t)) != cudaSuccess) {
+            cudaGetLastError();
+            s->graph_off = 1;
+            return 0;
+        }
+    }
+    const size_t need = kvl_cu_attention_scratch(1, c->n_heads, s->cap, c->head_dim);
+    if (need > s->att_scratch_floats) {
+        cudaFree(s->att_scratch);
+        s->att_scratch = NULL;
+        s->att_scratch_floats = 0;
+        if (cudaMalloc((void **)&s->att_scratch, need * sizeof(float)) != cudaSuccess) {
+            *st = cuda_fail(err, cudaErrorMemoryAllocation, "allocating attention scratch");
+            return 1;
+        }
+        s->att_scratch_floats = need;
+        s->alloc_gen++;
+    }
+    CU2(cudaStreamSynchronize(s->stream)); /* h_step may still feed the last copy */
+    s->h_step[0] = token;
+    s->h_step[1] = position;
+    s->h_step[2] = s->n_tokens;
+    s->h_step[3] = s->n_tokens + 1;
+    if (!s->graph || s->graph_gen != s->alloc_gen)
+        capture(s);
+    if (!s->graph)
+        return 0;
+    CU2(cudaMemcpyAsync(s->d_step, s->h_step, 4 * sizeof(int32_t), cudaMemcpyHostToDevice,
+                        s->stream));
+    CU2(cudaGraphLaunch(s->graph, s->stream));
+    if (logits)
+        CU2(cudaMemcpyAsync(logits, s->buf[B_LOGITS], (size_t)c->vocab_size * sizeof(float),
+                            cudaMemcpyDeviceToHost, s->stream));
+    CU2(cudaStreamSynchronize(s->stream));
+    *st = KVL_OK;
+    return 1;
+}
+
 kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
                             const int32_t *positions, int32_t T, float *logits,
                             int all_logits, kvl_error *err)
 {
     if (!s)
         return kvl_fail(err, KVL_ERR_ARG, "kvl_cuda_forward: session is NULL");
-    const kvl_cuda_model *m = s->m;
-    const kvl_config *c = &m->host->cfg;
+    const kvl_config *c = &s->m->host->cfg;
     kvl_status st = prepare(s, tokens, positions, T, err);
     if (st != KVL_OK)
         return st;
-    CU(kvl_cu_embed(s->buf[B_X], m->tok_emb.data, m->tok_emb.dtype, s->d_tokens, T,
-                    c->dim, s->stream),
-       "embedding");
-    for (int32_t l = 0; l < c->n_layers; l++)
-        if ((st = attention_block(s, l, T, err)) || (st = ffn_block(s, l, T, err)))
+    if (T == 1 && graph_step(s, tokens[0], positions[0], logits, &st, err)) {
+        if (st != KVL_OK)
             return st;
-    const int32_t first = all_logits ? 0 : T - 1, rows = T - first;
-    if (logits) {
-        float *xn = s->buf[B_XN] + (size_t)first * c->dim;
-        CU(kvl_cu_rmsnorm(xn, s->buf[B_X] + (size_t)first * c->dim,
-                          m->final_norm.data, m->final_norm.dtype, rows, c->dim,
-                          (float)c->norm_eps, s->stream),
-           "final norm");
-        const kvl_weight none = {NULL, KVL_DTYPE_F32, 0, 0};
-        if ((st = linear(s, s->buf[B_LOGITS], xn, rows, &m->lm_head, &none, err)))
+    } else {
+        const int32_t first = all_logits ? 0 : T - 1, rows = T - first;
+        if ((st = graph_body(s, T, first, logits != NULL, err)))
             return st;
-        CU(cudaMemcpyAsync(logits, s->buf[B_LOGITS],
-                           (size_t)rows * c->vocab_size * sizeof(float),
-                           cudaMemcpyDeviceToHost, s->stream),
-           "copying logits");
+        if (logits)
+            CU(cudaMemcpyAsync(logits, s->buf[B_LOGITS],
+                               (size_t)rows * c->vocab_size * sizeof(float),
+                               cudaMemcpyDeviceToHost, s->stream),
+               "copying logits");
+        CU(cudaStreamSynchronize(s->stream), "forward");
     }
-    CU(cudaStreamSynchronize(s->stream), "forward");
     for (int32_t t = 0; t < T; t++) {
         s->token_ids[s->n_tokens + t] = tokens[t];
         s->positions[s->n_tokens + t] = positions[t];
@@ -786,6 +923,7 @@ kvl_status kvl_cuda_session_slice(kvl_cuda_session *s, int32_t t0, int32_t t1,
                 cudaFree(*slot);
                 *slot = p;
             }
+        s->alloc_gen++;
         memmove(s->token_ids, s->token_ids + t0, (size_t)(t1 - t0) * sizeof(int32_t));
         memmove(s->positions, s->positions + t0, (size_t)(t1 - t0) * sizeof(int32_t));
     }
