@@ -211,6 +211,10 @@ static kvl_status get_models(const reader *r, json_t *obj, const char *where,
                               &labels[i]);
             if (st == KVL_OK)
                 st = get_string(r, m, "models[]", "label", 0, &labels[i]);
+            if (st == KVL_OK && strchr(labels[i], '/'))
+                st = kvl_fail(r->err, KVL_ERR_FORMAT,
+                              "%s: %s.models[%zu].label '%s' names files: no '/'",
+                              r->file, where, i, labels[i]);
         } else {
             st = kvl_fail(r->err, KVL_ERR_FORMAT,
                           "%s: %s.models[%zu] must be a path or "

@@ -81,9 +81,14 @@ static kvl_status load_models(kvl_exp_run *r, const kvl_run_options *o,
         const char *path = use_opt ? o->models[i] : c->models[i];
         const char *label = use_opt ? NULL : c->model_labels[i];
         char buf[256];
-        if (!label) { /* the folder's base name */
-            const char *b = strrchr(path, '/');
-            snprintf(buf, sizeof buf, "%s", b && b[1] ? b + 1 : path);
+        if (!label) { /* the folder's base name, trailing '/' ignored */
+            size_t n = strlen(path);
+            while (n > 1 && path[n - 1] == '/')
+                n--;
+            size_t b = n;
+            while (b > 0 && path[b - 1] != '/')
+                b--;
+            snprintf(buf, sizeof buf, "%.*s", (int)(n - b), path + b);
             label = buf;
         }
         kvl_status st = kvl_exp_model_load(path, label, &r->models[i], err);

@@ -85,6 +85,7 @@ static void test_bad(void)
     expect_bad("{\"models\": [3]}", "models[0]");
     expect_bad("{\"models\": [{\"label\": \"x\"}]}", "needs a \"path\"");
     expect_bad("{\"phases\": [\"modez\"]}", "phases[0]");
+    expect_bad("{\"models\": [{\"path\": \"m\", \"label\": \"a/b\"}]}", "no '/'");
     expect_bad("{\"name\": \"a/b\"}", "plain folder name");
     expect_bad("{\"name\": \"\"}", "non-empty string");
     expect_bad("{\"seed\": 1, \"seed\": 2}", "duplicate");
