@@ -82,13 +82,13 @@ static kvl_status load_models(kvl_exp_run *r, const kvl_run_options *o,
         const char *label = use_opt ? NULL : c->model_labels[i];
         char buf[256];
         if (!label) { /* the folder's base name, trailing '/' ignored */
-            size_t n = strlen(path);
-            while (n > 1 && path[n - 1] == '/')
-                n--;
-            size_t b = n;
+            size_t end = strlen(path);
+            while (end > 1 && path[end - 1] == '/')
+                end--;
+            size_t b = end;
             while (b > 0 && path[b - 1] != '/')
                 b--;
-            snprintf(buf, sizeof buf, "%.*s", (int)(n - b), path + b);
+            snprintf(buf, sizeof buf, "%.*s", (int)(end - b), path + b);
             label = buf;
         }
         kvl_status st = kvl_exp_model_load(path, label, &r->models[i], err);
