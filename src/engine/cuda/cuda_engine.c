@@ -213,8 +213,10 @@ static kvl_status model_new(const kvl_model *model, int device, int random,
         st = random ? fill(m, &model->final_norm, 1, &m->final_norm, err)
                     : upload(m, &model->final_norm, &m->final_norm, err);
     if (st == KVL_OK) {
-        if (model->cfg.tied_embeddings || model->lm_head.data == model->tok_emb.data)
-            m->lm_head = m->tok_emb; /* tied: one copy */
+        /* tied: one copy (a shapes-only model has no data to compare) */
+        if (random ? model->cfg.tied_embeddings != 0
+                   : model->lm_head.data == model->tok_emb.data)
+            m->lm_head = m->tok_emb;
         else
             st = random ? fill(m, &model->lm_head, 0, &m->lm_head, err)
                         : upload(m, &model->lm_head, &m->lm_head, err);
