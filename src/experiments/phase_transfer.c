@@ -142,6 +142,7 @@ typedef struct worker {
     const kvl_exp_model *m;
     kvl_session *s;     /* the condition's session          */
     kvl_session *aux;   /* computes context caches          */
+    kvl_sampler *greedy;
     float *logits, *first, *text_first, *all;
     int32_t vocab, max_tokens;
 } worker;
@@ -150,6 +151,7 @@ static void worker_free(worker *w)
 {
     kvl_session_free(w->s);
     kvl_session_free(w->aux);
+    kvl_sampler_free(w->greedy);
     free(w->logits);
     free(w->first);
     free(w->text_first);
@@ -167,6 +169,9 @@ static kvl_status worker_init(worker *w, const kvl_exp_model *m, int32_t max_tok
     kvl_status st = kvl_session_new(m->model, &so, &w->s, err);
     if (st == KVL_OK)
         st = kvl_session_new(m->model, &so, &w->aux, err);
+    const kvl_sampler_options greedy = {0};
+    if (st == KVL_OK)
+        st = kvl_sampler_new(&greedy, m->info.vocab_size, &w->greedy, err);
     const size_t v = (size_t)w->vocab;
     w->logits = malloc(v * sizeof(float));
     w->first = malloc(v * sizeof(float));
@@ -214,15 +219,6 @@ static double kl_div(const float *p, const float *q, int32_t vocab)
     return kl > 0 ? kl : 0;
 }
 
-static int argmax(const float *l, int32_t n)
-{
-    int32_t b = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (l[i] > l[b])
-            b = i;
-    return b;
-}
-
 /* After the query ran (w->first holds its last logits, the cache ends with
  * it): teacher-forced NLL of the reference, then a greedy reply. */
 static kvl_status measure(worker *w, const int32_t *ref, int32_t n_ref,
@@ -244,7 +240,7 @@ static kvl_status measure(worker *w, const int32_t *ref, int32_t n_ref,
     int32_t n = 0, eos = 0;
     memcpy(w->logits, w->first, (size_t)w->vocab * sizeof(float));
     while (st == KVL_OK && n < max_new) {
-        int32_t tok = argmax(w->logits, w->vocab);
+        int32_t tok = kvl_sampler_sample(w->greedy, w->logits);
         if (kvl_exp_is_eos(w->m, tok)) {
             eos = 1;
             break;

@@ -133,6 +133,9 @@ static void check_model(const char *name, const char *model_dir, const char *ref
     /* Issue 6's bounds: 1e-2 relative with BF16 weights (cuBLAS takes BF16
      * operands), 1e-3 with F32 (and F16, computed in fp32 here). */
     const double tol = in.weight_dtype == KVL_DTYPE_BF16 ? 1e-2 : 1e-3;
+    /* GPU against GPU (split prompt, imported cache): every path is fp32
+     * except the BF16 operands of cuBLAS, which only BF16 models use. */
+    const double self_tol = in.weight_dtype == KVL_DTYPE_BF16 ? 1e-2 : 1e-4;
     int32_t T = 0;
     int32_t *ids = ref_ids(&ref, &T);
     const kvl_st_tensor *tl = kvl_st_find(&ref, "logits");
@@ -180,7 +183,7 @@ static void check_model(const char *name, const char *model_dir, const char *ref
         e = kvt_rel_err(lc, lg + (size_t)(T - 1) * in.vocab_size, (size_t)in.vocab_size);
         /* The halves take other product paths (matvec below 9 rows, cuBLAS
          * with BF16 operands above), so BF16 models differ by their rounding. */
-        CHECK(e < tol, "%s: split prompt rel err %g", name, e);
+        CHECK(e < self_tol, "%s: split prompt rel err %g", name, e);
     }
     /* export -> import into a new session -> the same continuation */
     if (exported && T >= 2) {
@@ -192,7 +195,7 @@ static void check_model(const char *name, const char *model_dir, const char *ref
             CHECK_OK(kvl_cuda_session_import(g2, prefix, &err), &err);
             CHECK_OK(kvl_cuda_forward(g2, ids + T - 1, pos + T - 1, 1, lc, 0, &err), &err);
             e = kvt_rel_err(lc, lg + (size_t)(T - 1) * in.vocab_size, (size_t)in.vocab_size);
-            CHECK(e < tol, "%s: imported cache continues with rel err %g", name, e);
+            CHECK(e < self_tol, "%s: imported cache continues with rel err %g", name, e);
         }
         kvl_cache_free(prefix);
         kvl_cuda_session_free(g2);

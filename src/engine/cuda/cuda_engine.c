@@ -614,10 +614,6 @@ static kvl_status prepare(kvl_cuda_session *s, const int32_t *tokens,
         s->att_scratch_floats = need;
         s->alloc_gen++;
     }
-    CU(cudaMemcpyAsync(s->d_tokens, tokens, (size_t)T * sizeof(int32_t),
-                       cudaMemcpyHostToDevice, s->stream), "copying ids");
-    CU(cudaMemcpyAsync(s->d_pos, positions, (size_t)T * sizeof(int32_t),
-                       cudaMemcpyHostToDevice, s->stream), "copying positions");
     return KVL_OK;
 }
 
@@ -740,6 +736,11 @@ kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
         if (st != KVL_OK)
             return st;
     } else {
+        /* The graph step carries its own ids; plain launches read these. */
+        CU(cudaMemcpyAsync(s->d_tokens, tokens, (size_t)T * sizeof(int32_t),
+                           cudaMemcpyHostToDevice, s->stream), "copying ids");
+        CU(cudaMemcpyAsync(s->d_pos, positions, (size_t)T * sizeof(int32_t),
+                           cudaMemcpyHostToDevice, s->stream), "copying positions");
         const int32_t first = all_logits ? 0 : T - 1, rows = T - first;
         if ((st = graph_body(s, T, first, logits != NULL, err)))
             return st;
