@@ -319,6 +319,16 @@ kvl_status kvl_session_forward_at(kvl_session *session, const int32_t *tokens,
                                   float *logits, int all_logits,
                                   kvl_error *err);
 
+/*
+ * One decode step: `token` at the position after the last cached one, as
+ * kvl_session_forward of one token, giving the logits ([vocab]; optional)
+ * and/or `next`, the greedy choice (the logits' argmax, lowest id on
+ * ties; optional).  On a GPU session the argmax is taken on the device, so
+ * asking for `next` alone copies 4 bytes instead of the logits.
+ */
+kvl_status kvl_session_decode(kvl_session *session, int32_t token,
+                              float *logits, int32_t *next, kvl_error *err);
+
 /* The session's cache (borrowed; valid until the session is freed).  For
  * a GPU session this is a host copy, brought up to date by this call
  * (export): a change made to it is copied back to the GPU (import) before
@@ -342,6 +352,31 @@ kvl_status kvl_session_slice(kvl_session *session, int32_t tok0, int32_t tok1,
 kvl_status kvl_session_reposition(kvl_session *session,
                                   const int32_t *new_positions, kvl_error *err);
 const kvl_model *kvl_session_model(const kvl_session *session);
+
+/*
+ * Batched decoding: one decode step for several sessions of one model at
+ * once (batteries, sweeps, sampling several continuations).  Session i
+ * takes tokens[i] at its next position, exactly as kvl_session_decode
+ * would, and gets its own logits row and greedy choice.  On a GPU model
+ * the n steps run as one: the weights are read once per 8 sessions and the
+ * step is replayed as one CUDA graph; on the CPU the sessions are stepped
+ * in turn.  A kvl_batch holds the buffers for up to max_sessions sessions;
+ * it borrows the model (free the batch first) and may be reused with any
+ * sessions of that model.  Not for use by two threads at once.
+ */
+typedef struct kvl_batch kvl_batch;
+
+kvl_status kvl_batch_new(const kvl_model *model, int32_t max_sessions,
+                         kvl_batch **out, kvl_error *err);
+void kvl_batch_free(kvl_batch *batch);
+/* sessions[n] (distinct, of the batch's model), tokens[n]; logits
+ * ([n][vocab]) and next ([n]) optional.  When the arguments are refused no
+ * session has advanced; on the CPU a failure at session i leaves sessions
+ * 0..i-1 advanced; after a failed GPU step the sessions' caches are
+ * undefined (reset them). */
+kvl_status kvl_batch_decode(kvl_batch *batch, kvl_session *const *sessions,
+                            int32_t n, const int32_t *tokens, float *logits,
+                            int32_t *next, kvl_error *err);
 
 /*
  * Per-layer activations of the last forward call (keep_activations = 1).

@@ -122,6 +122,10 @@ typedef struct gen_state {
     int32_t n_eos;
     int32_t generated;
     int first_out;
+    /* Greedy decoding asks the engine for the argmax alone (on a GPU it
+     * is taken there, and the logits stay on the device). */
+    int greedy, have_next;
+    int32_t next;
 } gen_state;
 
 static double now_seconds(void)
@@ -208,7 +212,7 @@ static kvl_status gen_loop(gen_state *g, const cli_generate_args *a,
                         max_seq);
             break;
         }
-        int32_t id = kvl_sampler_sample(g->sampler, g->logits);
+        int32_t id = g->have_next ? g->next : kvl_sampler_sample(g->sampler, g->logits);
         if (is_eos(g, id) && !a->ignore_eos) {
             if (a->verbose)
                 fputs("stopped at EOS\n", stderr);
@@ -218,8 +222,13 @@ static kvl_status gen_loop(gen_state *g, const cli_generate_args *a,
         g->generated++;
         if (i + 1 == a->n_new && !a->save_cache)
             break;
-        kvl_status st = kvl_session_forward_at(g->session, &id, &pos, 1,
-                                               g->logits, 0, err);
+        kvl_status st;
+        if (g->greedy) {
+            st = kvl_session_decode(g->session, id, NULL, &g->next, err);
+            g->have_next = st == KVL_OK;
+        } else {
+            st = kvl_session_forward_at(g->session, &id, &pos, 1, g->logits, 0, err);
+        }
         if (st != KVL_OK)
             return st;
     }
@@ -305,6 +314,7 @@ static int gen_setup(const cli_generate_args *a, const cli_model *m,
     g->tok = tok;
     g->prev_id = -1;
     g->first_out = 1;
+    g->greedy = a->sampling.temperature == 0.0f;
     set_eos(g, &m->info, tok);
     int rc = cli_session_open(m, &a->in, (int64_t)n + a->n_new + 1,
                               &g->session);

@@ -132,6 +132,59 @@ kvl_status kvl_session_forward(kvl_session *s, const int32_t *tokens,
     return st;
 }
 
+static int32_t host_argmax(const float *x, int32_t n)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+kvl_status kvl_session_decode(kvl_session *s, int32_t token, float *logits,
+                              int32_t *next, kvl_error *err)
+{
+    if (!s)
+        return kvl_fail(err, KVL_ERR_ARG, "kvl_session_decode: session is NULL");
+    const int32_t pos = next_position(s);
+    if (pos == INT32_MAX)
+        return kvl_fail(err, KVL_ERR_RANGE, "positions would exceed 2^31");
+#ifdef KVL_HAVE_CUDA
+    if (s->cuda) {
+        kvl_status st = device_current(s, err);
+        if (st == KVL_OK)
+            st = kvl_cuda_decode(s->cuda, token, pos, logits, next, err);
+        if (st == KVL_OK) {
+            s->host_stale = 1;
+            s->last_rows = 1;
+        }
+        return st;
+    }
+#endif
+    const int32_t V = s->model->cfg.vocab_size;
+    float *row = logits;
+    if (!row && next && !(row = malloc((size_t)V * sizeof *row)))
+        return kvl_fail(err, KVL_ERR_NOMEM, "out of memory for %d logits", (int)V);
+    kvl_status st = kvl_cpu_forward(s, &token, &pos, 1, row, 0, err);
+    if (st == KVL_OK && next)
+        *next = host_argmax(row, V);
+    if (row != logits)
+        free(row);
+    return st;
+}
+
+int32_t kvl_session_next_position_internal(kvl_session *s)
+{
+    return next_position(s);
+}
+
+#ifdef KVL_HAVE_CUDA
+kvl_status kvl_session_device_current(kvl_session *s, kvl_error *err)
+{
+    return s->cuda ? device_current(s, err) : KVL_OK;
+}
+#endif
+
 kvl_cache *kvl_session_cache(kvl_session *s)
 {
     if (!s)

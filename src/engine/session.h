@@ -51,6 +51,14 @@ struct kvl_session {
                                   before the next device operation      */
 };
 
+/* The position after the last cached token (0 when empty). */
+int32_t kvl_session_next_position_internal(kvl_session *s);
+#ifdef KVL_HAVE_CUDA
+/* Imports a host copy of the cache that was handed out (it may have been
+ * edited) before a device operation. */
+kvl_status kvl_session_device_current(kvl_session *s, kvl_error *err);
+#endif
+
 /* Width of an activation for the model's config. */
 int32_t kvl_act_width(const kvl_config *cfg, int id);
 

@@ -594,6 +594,42 @@ static void test_elementwise(rng_t *r)
     CU_OK(kvl_cu_swiglu(da, da, dc, NA, 0));
     to_host(got, da, NA * sizeof *got);
     check_close("swiglu in place", got, ref, NA, 1e-6);
+    /* swiglu_bf16: inputs rounded to bf16; the result is the exact value
+     * rounded once to bf16, so within half a bf16 ulp of it (plus the fp32
+     * evaluation's ~1e-6 relative error before that rounding). */
+    {
+        uint16_t *g16 = malloc(NA * 2), *u16 = malloc(NA * 2), *o16 = malloc(NA * 2);
+        for (size_t i = 0; i < NA; i++) {
+            g16[i] = ref_bf16(a[i]);
+            u16[i] = ref_bf16(c[i]);
+        }
+        uint16_t *dg = dev_copy(g16, NA * 2), *du = dev_copy(u16, NA * 2), *dq = dev_alloc(NA * 2);
+        CU_OK(cudaMemset(dq, 0xFF, NA * 2)); /* NaN bits */
+        CU_OK(kvl_cu_swiglu_bf16(dq, dg, du, NA, 0));
+        to_host(o16, dq, NA * 2);
+        size_t off = 0;
+        for (size_t i = 0; i < NA; i++) {
+            const double g = ldexp((double)(g16[i] & 0x7f) + 128.0, ((g16[i] >> 7) & 0xff) - 134) *
+                             ((g16[i] & 0x8000) ? -1 : 1);
+            const double u = ldexp((double)(u16[i] & 0x7f) + 128.0, ((u16[i] >> 7) & 0xff) - 134) *
+                             ((u16[i] & 0x8000) ? -1 : 1);
+            const double v = g / (1.0 + exp(-g)) * u;
+            uint32_t bits = (uint32_t)o16[i] << 16;
+            float gotf;
+            memcpy(&gotf, &bits, 4);
+            int ex;
+            frexp(v, &ex);
+            const double half_ulp = ldexp(1.0, ex - 9);
+            off += !(fabs((double)gotf - v) <= half_ulp + 2e-6 * fabs(v) + 1e-37);
+        }
+        CHECK(off == 0, "swiglu_bf16: %zu of %d outside half a bf16 ulp", off, NA);
+        CU_OK(kvl_cu_swiglu_bf16(dg, dg, du, NA, 0)); /* in place */
+        uint16_t *o2 = malloc(NA * 2);
+        to_host(o2, dg, NA * 2);
+        CHECK(memcmp(o2, o16, NA * 2) == 0, "swiglu_bf16 in place gives the same bits");
+        free(o2);
+        cudaFree(dg), cudaFree(du), cudaFree(dq), free(g16), free(u16), free(o16);
+    }
     CU_OK(cudaMemcpy(da, a, NA * sizeof *a, cudaMemcpyHostToDevice));
     CU_OK(kvl_cu_add(da, dc, NA, 0));
     to_host(got, da, NA * sizeof *got);
@@ -744,6 +780,8 @@ static void test_bad_args(void)
     CU_BAD(kvl_cu_add(f, f, -1, 0));
     CU_BAD(kvl_cu_swiglu(f, f, NULL, 4, 0));
     CU_BAD(kvl_cu_swiglu(f, f, f, 0, 0));
+    CU_BAD(kvl_cu_swiglu_bf16((uint16_t *)ip, (uint16_t *)ip, NULL, 4, 0));
+    CU_BAD(kvl_cu_swiglu_bf16((uint16_t *)ip, (uint16_t *)ip, (uint16_t *)ip, 0, 0));
     CU_BAD(kvl_cu_cache_store(f, f, 8, f, f, 5, 4, 1, 4, 0)); /* past cap */
     CU_BAD(kvl_cu_cache_store(f, f, 8, f, f, -1, 1, 1, 4, 0));
     CU_BAD(kvl_cu_cache_store(f, NULL, 8, f, f, 0, 1, 1, 4, 0));

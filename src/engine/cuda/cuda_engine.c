@@ -1,19 +1,16 @@
 /* The CUDA forward pass: weights upload, device session, the layer loop. */
 #include "engine/cuda/cuda_engine.h"
 
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache/cache.h"
-#include "core/error.h"
+#include "engine/cuda/cuda_internal.h"
 #include "engine/cuda/kernels.h"
-#include "model/model.h"
 
 /* ---- status ------------------------------------------------------------------- */
 
-static kvl_status cuda_fail(kvl_error *err, cudaError_t e, const char *what)
+kvl_status kvl_cu_fail(kvl_error *err, cudaError_t e, const char *what)
 {
     return kvl_fail(err, e == cudaErrorMemoryAllocation ? KVL_ERR_NOMEM : KVL_ERR_INTERNAL,
                     "CUDA: %s: %s (%s)", what, cudaGetErrorString(e),
@@ -24,17 +21,7 @@ static kvl_status cuda_fail(kvl_error *err, cudaError_t e, const char *what)
     do {                                                                     \
         cudaError_t e_ = (call);                                             \
         if (e_ != cudaSuccess)                                               \
-            return cuda_fail(err, e_, what);                                 \
-    } while (0)
-
-/* In graph_step: a failed call ends the step with its error. */
-#define CU2(call)                                                            \
-    do {                                                                     \
-        cudaError_t e2_ = (call);                                            \
-        if (e2_ != cudaSuccess) {                                            \
-            *st = cuda_fail(err, e2_, "decode step");                        \
-            return 1;                                                        \
-        }                                                                    \
+            return kvl_cu_fail(err, e_, what);                                 \
     } while (0)
 
 static kvl_status cublas_fail(kvl_error *err, cublasStatus_t s, const char *what)
@@ -55,114 +42,126 @@ int kvl_cuda_devices(void)
 
 /* ---- the model ------------------------------------------------------------------ */
 
-struct kvl_cuda_model {
-    const kvl_model *host;
-    int device;
-    int random;               /* weights generated, not copied          */
-    uint64_t seed, n_filled;
-    kvl_weight tok_emb, final_norm, lm_head;
-    kvl_layer_weights *layers;
-    float *inv_freq;          /* device [rotary_dim / 2] */
-    int64_t bytes;
-};
-
 static size_t weight_bytes(const kvl_weight *w)
 {
     return (size_t)(w->rows * w->cols) * kvl_dtype_size(w->dtype);
 }
 
-/* Device memory for a weight of w's shape, described in *d. */
-static kvl_status alloc_like(kvl_cuda_model *m, const kvl_weight *w, kvl_weight *d,
-                             kvl_error *err)
+/* n bytes of device memory, recorded for kvl_cuda_model_free. */
+static kvl_status device_alloc(kvl_cuda_model *m, size_t n, void **p, kvl_error *err)
 {
-    *d = *w;
-    void *p = NULL;
-    const size_t n = weight_bytes(w);
-    d->data = NULL;
-    CU(cudaMalloc(&p, n), "allocating weights");
-    d->data = p;
+    *p = NULL;
+    if (m->n_allocs == m->allocs_cap) {
+        const int32_t cap = m->allocs_cap ? 2 * m->allocs_cap : 64;
+        void **a = realloc(m->allocs, (size_t)cap * sizeof *a);
+        if (!a)
+            return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
+        m->allocs = a;
+        m->allocs_cap = cap;
+    }
+    CU(cudaMalloc(p, n), "allocating weights");
+    m->allocs[m->n_allocs++] = *p;
     m->bytes += (int64_t)n;
     return KVL_OK;
 }
 
-/* A device copy of w (NULL data stays NULL). */
-static kvl_status upload(kvl_cuda_model *m, const kvl_weight *w, kvl_weight *d,
-                         kvl_error *err)
+/* Whether the model has weight w (a shapes-only model: rows and cols). */
+static int present(const kvl_cuda_model *m, const kvl_weight *w)
 {
-    *d = *w;
-    d->data = NULL;
-    if (!w->data)
-        return KVL_OK;
-    kvl_status st = alloc_like(m, w, d, err);
-    if (st == KVL_OK)
-        CU(cudaMemcpy((void *)d->data, w->data, weight_bytes(w), cudaMemcpyHostToDevice),
-           "copying weights");
-    return st;
+    return m->random ? w->rows > 0 && w->cols > 0 : w->data != NULL;
 }
 
-/* Random device weights of w's shape (w->data is NULL: a shapes-only
- * model); a 1-row weight is a norm (1 +- 0.1) or a bias (+-0.02). */
-static kvl_status fill(kvl_cuda_model *m, const kvl_weight *w, int is_norm,
-                       kvl_weight *d, kvl_error *err)
+/* The device copy of w at `at` (device memory of weight_bytes(w)), or in
+ * memory of its own when at is NULL; described in *d.  Random weights for
+ * a shapes-only model: a 1-row weight is a norm (1 +- 0.1) or a bias
+ * (+-0.02), matrices +-0.02.  An absent weight stays NULL. */
+static kvl_status put(kvl_cuda_model *m, const kvl_weight *w, int is_norm, void *at,
+                      kvl_weight *d, kvl_error *err)
 {
     *d = *w;
     d->data = NULL;
-    if (w->rows <= 0 || w->cols <= 0)
+    if (!present(m, w))
         return KVL_OK;
-    kvl_status st = alloc_like(m, w, d, err);
-    if (st == KVL_OK)
-        CU(kvl_cu_fill_random((void *)d->data, w->dtype, w->rows * w->cols,
-                              is_norm ? 1.0f : 0.0f, is_norm ? 0.1f : 0.02f,
-                              m->seed + 0x1000 * ++m->n_filled, 0),
+    void *p = at;
+    kvl_status st = p ? KVL_OK : device_alloc(m, weight_bytes(w), &p, err);
+    if (st != KVL_OK)
+        return st;
+    d->data = p;
+    if (m->random)
+        CU(kvl_cu_fill_random(p, w->dtype, w->rows * w->cols, is_norm ? 1.0f : 0.0f,
+                              is_norm ? 0.1f : 0.02f, m->seed + 0x1000 * ++m->n_filled, 0),
            "generating weights");
+    else
+        CU(cudaMemcpy(p, w->data, weight_bytes(w), cudaMemcpyHostToDevice),
+           "copying weights");
+    return KVL_OK;
+}
+
+/* Three weights (q, k, v products or their biases) in one allocation when
+ * they can be joined (all present, one dtype, one width): the decode step
+ * then runs one product.  *joined = NULL when they cannot. */
+static kvl_status put_joined(kvl_cuda_model *m, const kvl_weight *const h[3],
+                             kvl_weight *const d[3], void **joined, kvl_error *err)
+{
+    *joined = NULL;
+    int ok = 1;
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        ok = ok && present(m, h[i]) && h[i]->dtype == h[0]->dtype &&
+             h[i]->cols == h[0]->cols;
+        total += weight_bytes(h[i]);
+    }
+    kvl_status st = KVL_OK;
+    if (ok && (st = device_alloc(m, total, joined, err)) != KVL_OK)
+        return st;
+    size_t off = 0;
+    for (int i = 0; i < 3 && st == KVL_OK; i++) {
+        st = put(m, h[i], 0, ok ? (char *)*joined + off : NULL, d[i], err);
+        off += weight_bytes(h[i]);
+    }
     return st;
 }
 
 static kvl_status upload_layer(kvl_cuda_model *m, const kvl_layer_weights *h,
-                               kvl_layer_weights *d, kvl_error *err)
+                               kvl_layer_weights *d, kvl_cu_qkv *qkv, kvl_error *err)
 {
-    const kvl_weight *src[] = {&h->attn_norm, &h->wq, &h->wk, &h->wv, &h->wo,
-                               &h->bq, &h->bk, &h->bv, &h->bo, &h->q_norm,
-                               &h->k_norm, &h->ffn_norm, &h->w_gate, &h->w_up,
-                               &h->w_down, &h->b_gate, &h->b_up, &h->b_down};
-    kvl_weight *dst[] = {&d->attn_norm, &d->wq, &d->wk, &d->wv, &d->wo,
-                         &d->bq, &d->bk, &d->bv, &d->bo, &d->q_norm,
-                         &d->k_norm, &d->ffn_norm, &d->w_gate, &d->w_up,
-                         &d->w_down, &d->b_gate, &d->b_up, &d->b_down};
+    const kvl_weight *src[] = {&h->attn_norm, &h->wo, &h->bo, &h->q_norm, &h->k_norm,
+                               &h->ffn_norm, &h->w_gate, &h->w_up, &h->w_down,
+                               &h->b_gate, &h->b_up, &h->b_down};
+    kvl_weight *dst[] = {&d->attn_norm, &d->wo, &d->bo, &d->q_norm, &d->k_norm,
+                         &d->ffn_norm, &d->w_gate, &d->w_up, &d->w_down,
+                         &d->b_gate, &d->b_up, &d->b_down};
     for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
         const int is_norm = src[i] == &h->attn_norm || src[i] == &h->q_norm ||
                             src[i] == &h->k_norm || src[i] == &h->ffn_norm;
-        kvl_status st = m->random ? fill(m, src[i], is_norm, dst[i], err)
-                                  : upload(m, src[i], dst[i], err);
+        kvl_status st = put(m, src[i], is_norm, NULL, dst[i], err);
         if (st != KVL_OK)
             return st;
     }
-    return KVL_OK;
-}
-
-static void free_weight(kvl_weight *w)
-{
-    if (w->data)
-        cudaFree((void *)w->data);
-    w->data = NULL;
+    const kvl_weight *hw[3] = {&h->wq, &h->wk, &h->wv}, *hb[3] = {&h->bq, &h->bk, &h->bv};
+    kvl_weight *dw[3] = {&d->wq, &d->wk, &d->wv}, *db[3] = {&d->bq, &d->bk, &d->bv};
+    void *w = NULL, *b = NULL;
+    kvl_status st = put_joined(m, hw, dw, &w, err);
+    if (st == KVL_OK)
+        st = put_joined(m, hb, db, &b, err);
+    const int no_bias = !present(m, hb[0]) && !present(m, hb[1]) && !present(m, hb[2]);
+    qkv->fused = w && (b || no_bias);
+    qkv->w = w;
+    qkv->b = b;
+    qkv->bdt = b ? hb[0]->dtype : KVL_DTYPE_F32;
+    qkv->rows = (int32_t)(h->wq.rows + h->wk.rows + h->wv.rows);
+    return st;
 }
 
 void kvl_cuda_model_free(kvl_cuda_model *m)
 {
     if (!m)
         return;
-    if (m->layers) {
-        for (int32_t l = 0; l < m->host->cfg.n_layers; l++) {
-            kvl_weight *w = (kvl_weight *)&m->layers[l];
-            for (size_t i = 0; i < sizeof(kvl_layer_weights) / sizeof(kvl_weight); i++)
-                free_weight(&w[i]);
-        }
-        free(m->layers);
-    }
-    if (m->lm_head.data != m->tok_emb.data)
-        free_weight(&m->lm_head);
-    free_weight(&m->tok_emb);
-    free_weight(&m->final_norm);
+    for (int32_t i = 0; i < m->n_allocs; i++)
+        cudaFree(m->allocs[i]);
+    free(m->allocs);
+    free(m->layers);
+    free(m->qkv);
     cudaFree(m->inv_freq);
     free(m);
 }
@@ -203,23 +202,22 @@ static kvl_status model_new(const kvl_model *model, int device, int random,
     m->seed = seed;
     const kvl_config *cfg = &model->cfg;
     m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
-    kvl_status st = m->layers ? KVL_OK : kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
+    m->qkv = calloc((size_t)cfg->n_layers, sizeof *m->qkv);
+    kvl_status st = m->layers && m->qkv ? KVL_OK
+                                        : kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
     for (int32_t l = 0; st == KVL_OK && l < cfg->n_layers; l++)
-        st = upload_layer(m, &model->layers[l], &m->layers[l], err);
+        st = upload_layer(m, &model->layers[l], &m->layers[l], &m->qkv[l], err);
     if (st == KVL_OK)
-        st = random ? fill(m, &model->tok_emb, 0, &m->tok_emb, err)
-                    : upload(m, &model->tok_emb, &m->tok_emb, err);
+        st = put(m, &model->tok_emb, 0, NULL, &m->tok_emb, err);
     if (st == KVL_OK)
-        st = random ? fill(m, &model->final_norm, 1, &m->final_norm, err)
-                    : upload(m, &model->final_norm, &m->final_norm, err);
+        st = put(m, &model->final_norm, 1, NULL, &m->final_norm, err);
     if (st == KVL_OK) {
         /* tied: one copy (a shapes-only model has no data to compare) */
         if (random ? model->cfg.tied_embeddings != 0
                    : model->lm_head.data == model->tok_emb.data)
             m->lm_head = m->tok_emb;
         else
-            st = random ? fill(m, &model->lm_head, 0, &m->lm_head, err)
-                        : upload(m, &model->lm_head, &m->lm_head, err);
+            st = put(m, &model->lm_head, 0, NULL, &m->lm_head, err);
     }
     if (st == KVL_OK && random)
         st = cudaDeviceSynchronize() == cudaSuccess
@@ -231,7 +229,7 @@ static kvl_status model_new(const kvl_model *model, int device, int random,
         if (e == cudaSuccess)
             e = cudaMemcpy(m->inv_freq, model->inv_freq, nf, cudaMemcpyHostToDevice);
         if (e != cudaSuccess)
-            st = cuda_fail(err, e, "copying RoPE frequencies");
+            st = kvl_cu_fail(err, e, "copying RoPE frequencies");
     }
     if (st != KVL_OK) {
         kvl_cuda_model_free(m);
@@ -247,38 +245,6 @@ int64_t kvl_cuda_model_bytes(const kvl_cuda_model *m)
 }
 
 /* ---- the session ------------------------------------------------------------------- */
-
-enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_PROJ, B_GATE, B_UP, B_LOGITS, B_COUNT };
-
-struct kvl_cuda_session {
-    const kvl_cuda_model *m;
-    cudaStream_t stream;
-    cublasHandle_t blas;
-    int32_t rows_cap;         /* tokens the activation buffers hold     */
-    float *buf[B_COUNT];
-    uint16_t *x16;            /* bf16 copy of a product's input         */
-    int32_t *d_tokens, *d_pos;
-    float *att_scratch;
-    size_t att_scratch_floats;
-    /* the cache: per layer k, v [n_kv][cap][hd] */
-    int32_t cap, n_tokens;
-    float **k, **v;
-    int32_t *token_ids, *positions; /* host [cap] */
-    /* Pinned host staging for export / import: two buffers so that the
-     * DMA of one layer overlaps the host copy of the other. */
-    float *stage[2];
-    size_t stage_floats;
-    cudaEvent_t staged[2];
-    /* The single-token step as a CUDA graph, replayed at every decode
-     * step: its kernels read token, position, slot and context length
-     * from d_step, written from the pinned h_step before each replay. */
-    cudaGraphExec_t graph;
-    uint64_t graph_gen;       /* alloc_gen when captured                */
-    int graph_off;            /* capture failed or disabled: plain path */
-    int capturing;
-    uint64_t alloc_gen;       /* bumped when any device buffer moves    */
-    int32_t *d_step, *h_step; /* [4]: token, position, n_past, n_ctx   */
-};
 
 static void free_buffers(kvl_cuda_session *s)
 {
@@ -332,7 +298,6 @@ static kvl_status grow_buffers(kvl_cuda_session *s, int32_t T, kvl_error *err)
     CU(cudaMalloc((void **)&s->d_tokens, (size_t)T * sizeof(int32_t)), "allocating ids");
     CU(cudaMalloc((void **)&s->d_pos, (size_t)T * sizeof(int32_t)), "allocating ids");
     s->rows_cap = T;
-    s->alloc_gen++;
     return KVL_OK;
 }
 
@@ -390,8 +355,12 @@ static kvl_status grow_cache(kvl_cuda_session *s, int32_t cap, kvl_error *err)
             *slot = p;
         }
     s->cap = cap;
-    s->alloc_gen++;
     return KVL_OK;
+}
+
+kvl_status kvl_cuda_session_reserve(kvl_cuda_session *s, int32_t n, kvl_error *err)
+{
+    return grow_cache(s, n, err);
 }
 
 void kvl_cuda_session_free(kvl_cuda_session *s)
@@ -405,10 +374,7 @@ void kvl_cuda_session_free(kvl_cuda_session *s)
         if (s->staged[b])
             cudaEventDestroy(s->staged[b]);
     }
-    if (s->graph)
-        cudaGraphExecDestroy(s->graph);
-    cudaFree(s->d_step);
-    cudaFreeHost(s->h_step);
+    kvl_cuda_step_free(s->step);
     cudaFree(s->att_scratch);
     if (s->blas)
         cublasDestroy(s->blas);
@@ -428,14 +394,10 @@ kvl_status kvl_cuda_session_new(const kvl_cuda_model *m, int32_t capacity,
     if (!s)
         return kvl_fail(err, KVL_ERR_NOMEM, "out of memory");
     s->m = m;
-    /* KVL_CUDA_GRAPHS=0 runs decode steps as plain launches (comparisons,
-     * debugging). */
-    const char *graphs = getenv("KVL_CUDA_GRAPHS");
-    s->graph_off = graphs && strcmp(graphs, "0") == 0;
     kvl_status st = KVL_OK;
     cudaError_t e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess)
-        st = cuda_fail(err, e, "creating a stream");
+        st = kvl_cu_fail(err, e, "creating a stream");
     cublasStatus_t bs = st == KVL_OK ? cublasCreate(&s->blas) : CUBLAS_STATUS_SUCCESS;
     if (st == KVL_OK && bs != CUBLAS_STATUS_SUCCESS)
         st = cublas_fail(err, bs, "creating the handle");
@@ -464,9 +426,11 @@ void kvl_cuda_session_reset(kvl_cuda_session *s)
 
 /* ---- the graph ----------------------------------------------------------------------- */
 
-/* y[T][M] = x[T][K] W^T + b. */
-static kvl_status linear(kvl_cuda_session *s, float *y, const float *x, int32_t T,
-                         const kvl_weight *w, const kvl_weight *b, kvl_error *err)
+/* y[T][M] = x[T][K] W^T + b.  again: the previous product had the same
+ * input, so its bf16 copy (s->x16) is still there. */
+static kvl_status linear_in(kvl_cuda_session *s, float *y, const float *x, int32_t T,
+                            const kvl_weight *w, const kvl_weight *b, int again,
+                            kvl_error *err)
 {
     const int32_t M = (int32_t)w->rows, K = (int32_t)w->cols;
     if (T <= KVL_CU_MATVEC_MAX_T || w->dtype == KVL_DTYPE_F16) {
@@ -482,7 +446,8 @@ static kvl_status linear(kvl_cuda_session *s, float *y, const float *x, int32_t 
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t bs;
     if (w->dtype == KVL_DTYPE_BF16) {
-        CU(kvl_cu_to_bf16(s->x16, x, (int64_t)T * K, s->stream), "bf16 conversion");
+        if (!again)
+            CU(kvl_cu_to_bf16(s->x16, x, (int64_t)T * K, s->stream), "bf16 conversion");
         bs = cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, M, T, K, &one, w->data,
                           CUDA_R_16BF, K, s->x16, CUDA_R_16BF, K, &zero, y,
                           CUDA_R_32F, M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
@@ -498,6 +463,20 @@ static kvl_status linear(kvl_cuda_session *s, float *y, const float *x, int32_t 
     return KVL_OK;
 }
 
+static kvl_status linear(kvl_cuda_session *s, float *y, const float *x, int32_t T,
+                         const kvl_weight *w, const kvl_weight *b, kvl_error *err)
+{
+    return linear_in(s, y, x, T, w, b, 0, err);
+}
+
+/* The same input as the previous product (BF16 weights of one dtype). */
+static kvl_status linear_again(kvl_cuda_session *s, float *y, const float *x, int32_t T,
+                               const kvl_weight *w, const kvl_weight *b,
+                               const kvl_weight *prev, kvl_error *err)
+{
+    return linear_in(s, y, x, T, w, b, prev->dtype == w->dtype, err);
+}
+
 static kvl_status norm_and_rotate(kvl_cuda_session *s, float *x, int32_t T,
                                   int32_t n_h, const kvl_weight *norm,
                                   kvl_error *err)
@@ -507,10 +486,31 @@ static kvl_status norm_and_rotate(kvl_cuda_session *s, float *x, int32_t T,
         CU(kvl_cu_rmsnorm(x, x, norm->data, norm->dtype, T * n_h, c->head_dim,
                           (float)c->norm_eps, s->stream),
            "q/k norm");
-    CU(kvl_cu_rope(x, s->capturing ? s->d_step + 1 : s->d_pos, T, n_h, c->head_dim,
+    CU(kvl_cu_rope(x, s->d_pos, T, n_h, c->head_dim,
                    c->rope.rotary_dim, s->m->inv_freq, c->rope.layout, +1, s->stream),
        "rope");
     return KVL_OK;
+}
+
+/* Attention of T rows of layer l over the cache: on tensor cores for
+ * BF16 / F16 models when the head size allows, else the fp32 kernel. */
+static cudaError_t attention(kvl_cuda_session *s, int32_t l, int32_t T)
+{
+    const kvl_config *c = &s->m->host->cfg;
+    float **B = s->buf;
+    const kvl_dtype wdt = s->m->layers[l].wq.dtype;
+    if (T > 1 && (wdt == KVL_DTYPE_BF16 || wdt == KVL_DTYPE_F16)) {
+        cudaError_t e = kvl_cu_attention_prefill_tc(B[B_ATT], B[B_Q], s->k[l], s->v[l],
+                                                    s->cap, s->n_tokens, T, c->n_heads,
+                                                    c->n_kv_heads, c->head_dim, wdt,
+                                                    s->stream);
+        if (e != cudaErrorNotSupported)
+            return e;
+        cudaGetLastError();
+    }
+    return kvl_cu_attention(B[B_ATT], B[B_Q], s->k[l], s->v[l], s->cap, s->n_tokens, T,
+                            c->n_heads, c->n_kv_heads, c->head_dim, s->att_scratch,
+                            s->att_scratch_floats, s->stream);
 }
 
 static kvl_status attention_block(kvl_cuda_session *s, int32_t l, int32_t T,
@@ -524,32 +524,61 @@ static kvl_status attention_block(kvl_cuda_session *s, int32_t l, int32_t T,
                       c->dim, (float)c->norm_eps, s->stream),
        "attention norm");
     if ((st = linear(s, B[B_Q], B[B_XN], T, &w->wq, &w->bq, err)) ||
-        (st = linear(s, B[B_K], B[B_XN], T, &w->wk, &w->bk, err)) ||
-        (st = linear(s, B[B_V], B[B_XN], T, &w->wv, &w->bv, err)) ||
+        (st = linear_again(s, B[B_K], B[B_XN], T, &w->wk, &w->bk, &w->wq, err)) ||
+        (st = linear_again(s, B[B_V], B[B_XN], T, &w->wv, &w->bv, &w->wk, err)) ||
         (st = norm_and_rotate(s, B[B_Q], T, c->n_heads, &w->q_norm, err)) ||
         (st = norm_and_rotate(s, B[B_K], T, c->n_kv_heads, &w->k_norm, err)))
         return st;
-    if (s->capturing) {
-        CU(kvl_cu_cache_store_dev(s->k[l], s->v[l], s->cap, B[B_K], B[B_V], s->d_step + 2,
-                                  c->n_kv_heads, c->head_dim, s->stream),
-           "cache store");
-        CU(kvl_cu_attention_decode_dev(B[B_ATT], B[B_Q], s->k[l], s->v[l], s->cap,
-                                       s->d_step + 3, c->n_heads, c->n_kv_heads,
-                                       c->head_dim, s->att_scratch, s->att_scratch_floats,
-                                       s->stream),
-           "attention");
-    } else {
-        CU(kvl_cu_cache_store(s->k[l], s->v[l], s->cap, B[B_K], B[B_V], s->n_tokens, T,
-                              c->n_kv_heads, c->head_dim, s->stream),
-           "cache store");
-        CU(kvl_cu_attention(B[B_ATT], B[B_Q], s->k[l], s->v[l], s->cap, s->n_tokens, T,
-                            c->n_heads, c->n_kv_heads, c->head_dim, s->att_scratch,
-                            s->att_scratch_floats, s->stream),
-           "attention");
-    }
+    CU(kvl_cu_cache_store(s->k[l], s->v[l], s->cap, B[B_K], B[B_V], s->n_tokens, T,
+                          c->n_kv_heads, c->head_dim, s->stream),
+       "cache store");
+    CU(attention(s, l, T), "attention");
     if ((st = linear(s, B[B_PROJ], B[B_ATT], T, &w->wo, &w->bo, err)))
         return st;
     CU(kvl_cu_add(B[B_X], B[B_PROJ], (int64_t)T * c->dim, s->stream), "residual");
+    return KVL_OK;
+}
+
+/* y[T][M] (bf16 bits) = bf16(x16[T][K] W^T): BF16 weights, input already
+ * in s->x16. */
+static kvl_status gemm_bf16_out(kvl_cuda_session *s, uint16_t *y, const kvl_weight *w,
+                                int32_t T, kvl_error *err)
+{
+    const float one = 1.0f, zero = 0.0f;
+    const int32_t M = (int32_t)w->rows, K = (int32_t)w->cols;
+    cublasStatus_t bs = cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, M, T, K, &one,
+                                     w->data, CUDA_R_16BF, K, s->x16, CUDA_R_16BF, K, &zero,
+                                     y, CUDA_R_16BF, M, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT);
+    return bs == CUBLAS_STATUS_SUCCESS ? KVL_OK : cublas_fail(err, bs, "matrix product");
+}
+
+/* The FFN of a BF16 prefill with its [T][hidden] intermediates in bf16
+ * (the precision transformers keeps them in): gate and up out of cuBLAS
+ * in bf16, SwiGLU from bf16 to the down product's bf16 operand, and the
+ * residual added by the down product itself (beta = 1). */
+static kvl_status ffn_bf16(kvl_cuda_session *s, const kvl_layer_weights *w, int32_t T,
+                           kvl_error *err)
+{
+    const kvl_config *c = &s->m->host->cfg;
+    float **B = s->buf;
+    uint16_t *g16 = (uint16_t *)B[B_GATE], *u16 = (uint16_t *)B[B_UP];
+    kvl_status st;
+    CU(kvl_cu_to_bf16(s->x16, B[B_XN], (int64_t)T * c->dim, s->stream), "bf16 conversion");
+    if ((st = gemm_bf16_out(s, g16, &w->w_gate, T, err)) ||
+        (st = gemm_bf16_out(s, u16, &w->w_up, T, err)))
+        return st;
+    CU(kvl_cu_swiglu_bf16(s->x16, g16, u16, (int64_t)T * c->hidden_dim, s->stream), "SwiGLU");
+    const float one = 1.0f;
+    cublasStatus_t bs = cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, c->dim, T, c->hidden_dim,
+                                     &one, w->w_down.data, CUDA_R_16BF, c->hidden_dim, s->x16,
+                                     CUDA_R_16BF, c->hidden_dim, &one, B[B_X], CUDA_R_32F,
+                                     c->dim, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (bs != CUBLAS_STATUS_SUCCESS)
+        return cublas_fail(err, bs, "matrix product");
+    if (w->b_down.data)
+        CU(kvl_cu_add_bias(B[B_X], w->b_down.data, w->b_down.dtype, T, c->dim, s->stream),
+           "bias");
     return KVL_OK;
 }
 
@@ -563,8 +592,12 @@ static kvl_status ffn_block(kvl_cuda_session *s, int32_t l, int32_t T,
     CU(kvl_cu_rmsnorm(B[B_XN], B[B_X], w->ffn_norm.data, w->ffn_norm.dtype, T,
                       c->dim, (float)c->norm_eps, s->stream),
        "FFN norm");
+    if (T > KVL_CU_MATVEC_MAX_T && w->w_gate.dtype == KVL_DTYPE_BF16 &&
+        w->w_up.dtype == KVL_DTYPE_BF16 && w->w_down.dtype == KVL_DTYPE_BF16 &&
+        !w->b_gate.data && !w->b_up.data)
+        return ffn_bf16(s, w, T, err);
     if ((st = linear(s, B[B_GATE], B[B_XN], T, &w->w_gate, &w->b_gate, err)) ||
-        (st = linear(s, B[B_UP], B[B_XN], T, &w->w_up, &w->b_up, err)))
+        (st = linear_again(s, B[B_UP], B[B_XN], T, &w->w_up, &w->b_up, &w->w_gate, err)))
         return st;
     CU(kvl_cu_swiglu(B[B_GATE], B[B_GATE], B[B_UP], (int64_t)T * c->hidden_dim,
                      s->stream),
@@ -612,21 +645,20 @@ static kvl_status prepare(kvl_cuda_session *s, const int32_t *tokens,
         CU(cudaMalloc((void **)&s->att_scratch, need * sizeof(float)),
            "allocating attention scratch");
         s->att_scratch_floats = need;
-        s->alloc_gen++;
     }
     return KVL_OK;
 }
 
 /* Embedding, layers, final norm and lm_head of T rows (logits rows
  * [first, T) into B_LOGITS when `logits`). */
-static kvl_status graph_body(kvl_cuda_session *s, int32_t T, int32_t first, int logits,
+static kvl_status forward_body(kvl_cuda_session *s, int32_t T, int32_t first, int logits,
                              kvl_error *err)
 {
     const kvl_cuda_model *m = s->m;
     const kvl_config *c = &m->host->cfg;
     kvl_status st;
-    CU(kvl_cu_embed(s->buf[B_X], m->tok_emb.data, m->tok_emb.dtype,
-                    s->capturing ? s->d_step : s->d_tokens, T, c->dim, s->stream),
+    CU(kvl_cu_embed(s->buf[B_X], m->tok_emb.data, m->tok_emb.dtype, s->d_tokens, T,
+                    c->dim, s->stream),
        "embedding");
     for (int32_t l = 0; l < c->n_layers; l++)
         if ((st = attention_block(s, l, T, err)) || (st = ffn_block(s, l, T, err)))
@@ -642,86 +674,6 @@ static kvl_status graph_body(kvl_cuda_session *s, int32_t T, int32_t first, int 
     return linear(s, s->buf[B_LOGITS], xn, rows, &m->lm_head, &none, err);
 }
 
-/* Captures the single-token step for the current buffers; on failure the
- * session falls back to plain launches for good. */
-static void capture(kvl_cuda_session *s)
-{
-    if (s->graph) {
-        cudaGraphExecDestroy(s->graph);
-        s->graph = NULL;
-    }
-    kvl_error e;
-    cudaGraph_t g = NULL;
-    if (cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
-        cudaGetLastError();
-        s->graph_off = 1;
-        return;
-    }
-    s->capturing = 1;
-    kvl_status st = graph_body(s, 1, 0, 1, &e);
-    s->capturing = 0;
-    cudaError_t ce = cudaStreamEndCapture(s->stream, &g);
-    if (st == KVL_OK && ce == cudaSuccess && g)
-        ce = cudaGraphInstantiate(&s->graph, g, 0);
-    if (g)
-        cudaGraphDestroy(g);
-    if (st != KVL_OK || ce != cudaSuccess || !s->graph) {
-        cudaGetLastError();
-        s->graph = NULL;
-        s->graph_off = 1;
-        return;
-    }
-    s->graph_gen = s->alloc_gen;
-}
-
-/* One token through the graph; 0 when the graph path is not available
- * (the caller then runs the plain path). */
-static int graph_step(kvl_cuda_session *s, int32_t token, int32_t position, float *logits,
-                      kvl_status *st, kvl_error *err)
-{
-    const kvl_config *c = &s->m->host->cfg;
-    if (s->graph_off)
-        return 0;
-    if (!s->d_step) {
-        if (cudaMalloc((void **)&s->d_step, 4 * sizeof(int32_t)) != cudaSuccess ||
-            cudaMallocHost((void **)&s->h_step, 4 * sizeof(int32_t)) != cudaSuccess) {
-            cudaGetLastError();
-            s->graph_off = 1;
-            return 0;
-        }
-    }
-    const size_t need = kvl_cu_attention_scratch(1, c->n_heads, s->cap, c->head_dim);
-    if (need > s->att_scratch_floats) {
-        cudaFree(s->att_scratch);
-        s->att_scratch = NULL;
-        s->att_scratch_floats = 0;
-        if (cudaMalloc((void **)&s->att_scratch, need * sizeof(float)) != cudaSuccess) {
-            *st = cuda_fail(err, cudaErrorMemoryAllocation, "allocating attention scratch");
-            return 1;
-        }
-        s->att_scratch_floats = need;
-        s->alloc_gen++;
-    }
-    CU2(cudaStreamSynchronize(s->stream)); /* h_step may still feed the last copy */
-    s->h_step[0] = token;
-    s->h_step[1] = position;
-    s->h_step[2] = s->n_tokens;
-    s->h_step[3] = s->n_tokens + 1;
-    if (!s->graph || s->graph_gen != s->alloc_gen)
-        capture(s);
-    if (!s->graph)
-        return 0;
-    CU2(cudaMemcpyAsync(s->d_step, s->h_step, 4 * sizeof(int32_t), cudaMemcpyHostToDevice,
-                        s->stream));
-    CU2(cudaGraphLaunch(s->graph, s->stream));
-    if (logits)
-        CU2(cudaMemcpyAsync(logits, s->buf[B_LOGITS], (size_t)c->vocab_size * sizeof(float),
-                            cudaMemcpyDeviceToHost, s->stream));
-    CU2(cudaStreamSynchronize(s->stream));
-    *st = KVL_OK;
-    return 1;
-}
-
 kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
                             const int32_t *positions, int32_t T, float *logits,
                             int all_logits, kvl_error *err)
@@ -729,34 +681,44 @@ kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
     if (!s)
         return kvl_fail(err, KVL_ERR_ARG, "kvl_cuda_forward: session is NULL");
     const kvl_config *c = &s->m->host->cfg;
+    if (T == 1 && tokens && positions)
+        return kvl_cuda_decode(s, tokens[0], positions[0], logits, NULL, err);
     kvl_status st = prepare(s, tokens, positions, T, err);
     if (st != KVL_OK)
         return st;
-    if (T == 1 && graph_step(s, tokens[0], positions[0], logits, &st, err)) {
-        if (st != KVL_OK)
-            return st;
-    } else {
-        /* The graph step carries its own ids; plain launches read these. */
-        CU(cudaMemcpyAsync(s->d_tokens, tokens, (size_t)T * sizeof(int32_t),
-                           cudaMemcpyHostToDevice, s->stream), "copying ids");
-        CU(cudaMemcpyAsync(s->d_pos, positions, (size_t)T * sizeof(int32_t),
-                           cudaMemcpyHostToDevice, s->stream), "copying positions");
-        const int32_t first = all_logits ? 0 : T - 1, rows = T - first;
-        if ((st = graph_body(s, T, first, logits != NULL, err)))
-            return st;
-        if (logits)
-            CU(cudaMemcpyAsync(logits, s->buf[B_LOGITS],
-                               (size_t)rows * c->vocab_size * sizeof(float),
-                               cudaMemcpyDeviceToHost, s->stream),
-               "copying logits");
-        CU(cudaStreamSynchronize(s->stream), "forward");
-    }
+    CU(cudaMemcpyAsync(s->d_tokens, tokens, (size_t)T * sizeof(int32_t),
+                       cudaMemcpyHostToDevice, s->stream), "copying ids");
+    CU(cudaMemcpyAsync(s->d_pos, positions, (size_t)T * sizeof(int32_t),
+                       cudaMemcpyHostToDevice, s->stream), "copying positions");
+    const int32_t first = all_logits ? 0 : T - 1, rows = T - first;
+    if ((st = forward_body(s, T, first, logits != NULL, err)))
+        return st;
+    if (logits)
+        CU(cudaMemcpyAsync(logits, s->buf[B_LOGITS],
+                           (size_t)rows * c->vocab_size * sizeof(float),
+                           cudaMemcpyDeviceToHost, s->stream),
+           "copying logits");
+    CU(cudaStreamSynchronize(s->stream), "forward");
     for (int32_t t = 0; t < T; t++) {
         s->token_ids[s->n_tokens + t] = tokens[t];
         s->positions[s->n_tokens + t] = positions[t];
     }
     s->n_tokens += T;
     return KVL_OK;
+}
+
+kvl_status kvl_cuda_decode(kvl_cuda_session *s, int32_t token, int32_t position,
+                           float *logits, int32_t *next, kvl_error *err)
+{
+    if (!s)
+        return kvl_fail(err, KVL_ERR_ARG, "kvl_cuda_decode: session is NULL");
+    kvl_status st = check_inputs(s, &token, &position, 1, err);
+    if (st == KVL_OK && !s->step)
+        st = kvl_cuda_step_new(s->m, 1, s->stream, &s->step, err);
+    if (st != KVL_OK)
+        return st;
+    kvl_cuda_session *one[1] = {s};
+    return kvl_cuda_step_run(s->step, one, 1, &token, &position, logits, next, err);
 }
 
 /* ---- export / import -------------------------------------------------------------------- */
@@ -926,7 +888,6 @@ kvl_status kvl_cuda_session_slice(kvl_cuda_session *s, int32_t t0, int32_t t1,
                 cudaFree(*slot);
                 *slot = p;
             }
-        s->alloc_gen++;
         memmove(s->token_ids, s->token_ids + t0, (size_t)(t1 - t0) * sizeof(int32_t));
         memmove(s->positions, s->positions + t0, (size_t)(t1 - t0) * sizeof(int32_t));
     }
@@ -961,7 +922,7 @@ kvl_status kvl_cuda_session_reposition(kvl_cuda_session *s, const int32_t *new_p
     if (e == cudaSuccess)
         e = cudaStreamSynchronize(s->stream);
     if (e != cudaSuccess)
-        st = cuda_fail(err, e, "repositioning");
+        st = kvl_cu_fail(err, e, "repositioning");
     cudaFree(d);
     if (st == KVL_OK)
         memcpy(s->positions, new_pos, (size_t)n * sizeof(int32_t));

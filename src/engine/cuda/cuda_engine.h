@@ -56,6 +56,29 @@ kvl_status kvl_cuda_forward(kvl_cuda_session *s, const int32_t *tokens,
                             const int32_t *positions, int32_t T,
                             float *logits, int all_logits, kvl_error *err);
 
+/* One token at `position` after the cached ones, through the decode step
+ * (one CUDA graph per step when graphs are on): logits ([vocab], host) and
+ * next (the logits' argmax, lowest index on ties, computed on the device)
+ * are optional.  kvl_cuda_forward with T = 1 comes here. */
+kvl_status kvl_cuda_decode(kvl_cuda_session *s, int32_t token, int32_t position,
+                           float *logits, int32_t *next, kvl_error *err);
+
+/* Batched decoding: one step for B sessions of one model at once (the
+ * weights are read once for up to 8 sequences).  A step object holds the
+ * activation buffers, the captured graphs (one per batch size) and its
+ * own stream; it borrows the model. */
+typedef struct kvl_cuda_step kvl_cuda_step;
+kvl_status kvl_cuda_batch_new(const kvl_cuda_model *m, int32_t max_b, kvl_cuda_step **out,
+                              kvl_error *err);
+void kvl_cuda_step_free(kvl_cuda_step *st);
+/* token[b] at position pos[b] after session b's cached tokens, for B
+ * distinct sessions of the step's model; K/V appended to each session's
+ * cache.  logits ([B][vocab]) and next ([B] argmax) optional, host
+ * memory.  Synchronises before returning. */
+kvl_status kvl_cuda_step_run(kvl_cuda_step *st, kvl_cuda_session *const *sessions,
+                             int32_t B, const int32_t *tokens, const int32_t *pos,
+                             float *logits, int32_t *next, kvl_error *err);
+
 /* The session's cache copied into a new host cache (the public kvl_cache
  * object: save it with kvl_cache_save, inspect it, ...), through two
  * pinned staging buffers so that the DMA of one layer overlaps the host

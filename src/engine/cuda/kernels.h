@@ -73,6 +73,12 @@ cudaError_t kvl_cu_add(float *x, const float *y, int64_t n,
 cudaError_t kvl_cu_swiglu(float *out, const float *gate, const float *up,
                           int64_t n, cudaStream_t stream);
 
+/* The same on bf16 values (uint16 bits), the result rounded to bf16
+ * (nearest even): out = bf16(silu(g) * u), computed in fp32.  out may alias
+ * gate. */
+cudaError_t kvl_cu_swiglu_bf16(uint16_t *out, const uint16_t *gate,
+                               const uint16_t *up, int64_t n, cudaStream_t stream);
+
 /* Writes T tokens' k and v rows ([T][n_kv_heads * head_dim], fp32) into
  * the layer cache at token slots n_past .. n_past + T - 1
  * (k_cache / v_cache: [n_kv_heads][cap][head_dim]). */
@@ -135,6 +141,117 @@ cudaError_t kvl_cu_fill_random(void *p, kvl_dtype dt, int64_t n, float offset,
 /* out[r] = argmax of logits[r][vocab] (lowest index on ties), rows r. */
 cudaError_t kvl_cu_argmax(int32_t *out, const float *logits, int32_t rows,
                           int32_t vocab, cudaStream_t stream);
+
+/* ---- batched, fused decode step (decode.cu) ---------------------------------
+ *
+ * One decode step of B independent sequences (B rows), each with its own
+ * cache.  Per-sequence values live in device memory as int32
+ * meta[KVL_CU_META_COUNT][B]: the input token, its RoPE position, the cache
+ * slot it is written to (= tokens already cached, so the attention sees
+ * slot + 1 keys) and the capacity (row stride, in tokens) of that
+ * sequence's cache.  kv_tab holds device pointers [B][n_layers][2]: layer
+ * l's K (index 0) and V (index 1) cache of sequence b, each
+ * [n_kv_heads][cap][head_dim] fp32.  Written before each replay of a
+ * captured graph, so one graph serves any tokens, positions and caches.
+ *
+ * pdl != 0: the kernel is launched as a programmatic dependent launch
+ * (cudaLaunchAttributeProgrammaticStreamSerialization): it may start while
+ * the previous kernel in the stream finishes, does its independent work
+ * first (it signals its own dependents to launch, and starts loading its
+ * weights), then waits (griddepcontrol.wait) for the previous kernel's
+ * results before reading any activation.  pdl = 0: an ordinary launch;
+ * results are identical either way. */
+enum {
+    KVL_CU_META_TOKEN,
+    KVL_CU_META_POS,
+    KVL_CU_META_SLOT,
+    KVL_CU_META_CAP,
+    KVL_CU_META_COUNT
+};
+
+/* The decode product with its neighbours fused, for T <= KVL_CU_MATVEC_MAX_T:
+ *   xn[t]   = norm_w ? x[t] * (float)(1 / sqrt(mean(x[t]^2) + eps)) * norm_w
+ *                    : x[t]                     (as kvl_cu_rmsnorm, fp32)
+ *   y[t][m] = (residual ? residual[t][m] : 0) + (W[m] . xn[t] + bias[m])
+ * norm_w (dtype ndt, [K]), bias (dtype bdt, [M]) and residual are optional
+ * (NULL).  residual may alias y (the residual add in place); x must not
+ * overlap y.  Used for q/k/v (attention norm fused, weights of the three
+ * products concatenated), the output and down products (residual add
+ * fused) and the lm_head (final norm fused). */
+cudaError_t kvl_cu_matvec_fused(float *y, const void *W, kvl_dtype wdt,
+                                const float *x, const void *norm_w, kvl_dtype ndt,
+                                float eps, const void *bias, kvl_dtype bdt,
+                                const float *residual, int32_t T, int32_t M,
+                                int32_t K, int pdl, cudaStream_t stream);
+
+/* The gate and up products with the FFN norm and SwiGLU fused:
+ *   y[t][m] = silu(Wg[m] . xn[t] + bg[m]) * (Wu[m] . xn[t] + bu[m]),
+ * silu(g) = g / (1 + expf(-g)), xn as in kvl_cu_matvec_fused (norm_w may
+ * be NULL), biases optional (dtype bdt).  T <= KVL_CU_MATVEC_MAX_T. */
+cudaError_t kvl_cu_matvec_swiglu(float *y, const void *Wg, const void *Wu,
+                                 kvl_dtype wdt, const float *x, const void *norm_w,
+                                 kvl_dtype ndt, float eps, const void *bg,
+                                 const void *bu, kvl_dtype bdt, int32_t T,
+                                 int32_t M, int32_t K, int pdl, cudaStream_t stream);
+
+/* After the q/k/v product of B sequences: row b of qkv (row stride
+ * `stride` floats) is [q: n_heads * hd | k: n_kv_heads * hd | v: n_kv_heads * hd].
+ * Per head, q and k get the per-head RMSNorm (q_norm / k_norm, [hd] of
+ * dtype ndt, NULL to skip) and RoPE at position meta POS[b] (as kvl_cu_rope:
+ * rotary_dim, inv_freq, layout, sign +1); q is rewritten in place; k and v
+ * are written into sequence b's layer-`layer` cache (kv_tab) at token slot
+ * meta SLOT[b] (row stride meta CAP[b]). */
+cudaError_t kvl_cu_decode_qkv_finish(float *qkv, int32_t stride, const void *q_norm,
+                                     const void *k_norm, kvl_dtype ndt, float eps,
+                                     const float *inv_freq, int32_t rotary_dim,
+                                     kvl_rope_layout layout, float *const *kv_tab,
+                                     int32_t layer, int32_t n_layers,
+                                     const int32_t *meta, int32_t B, int32_t n_heads,
+                                     int32_t n_kv_heads, int32_t head_dim, int pdl,
+                                     cudaStream_t stream);
+
+/* Decode attention of B sequences, one query row each (q row b at
+ * q + b * q_stride, [n_heads][hd]; out [B][n_heads * hd]):
+ *   out[b][h] = softmax_j(q[b][h] . k_b[h / g][j] / sqrt(hd)) v_b[h / g][j],
+ *   j = 0 .. meta SLOT[b]   (the new token's K/V already stored),
+ * caches of layer `layer` from kv_tab with row stride meta CAP[b].  The key
+ * split (flash-decoding) is sized for cap_max >= every CAP[b] (host value),
+ * so that a captured graph serves every context length up to it; chunks
+ * past a sequence's context contribute nothing.  scratch holds
+ * kvl_cu_attention_decode_batch_scratch(B, n_heads, cap_max, head_dim)
+ * floats: partials from its start, and one int counter per (sequence,
+ * head) in its LAST B * n_heads floats, which the kernel (one launch that
+ * also combines the partials) leaves at zero after every launch.  So the
+ * scratch must be zeroed once (cudaMemset) after allocation, be sized for
+ * the largest B / cap_max it serves, and not be written by anything else
+ * in between (else zero it again). */
+cudaError_t kvl_cu_attention_decode_batch(float *out, const float *q, int32_t q_stride,
+                                          float *const *kv_tab, int32_t layer,
+                                          int32_t n_layers, const int32_t *meta,
+                                          int32_t B, int32_t cap_max, int32_t n_heads,
+                                          int32_t n_kv_heads, int32_t head_dim,
+                                          float *scratch, size_t scratch_floats,
+                                          int pdl, cudaStream_t stream);
+size_t kvl_cu_attention_decode_batch_scratch(int32_t B, int32_t n_heads,
+                                             int32_t cap_max, int32_t head_dim);
+
+/* ---- prefill attention on tensor cores (attention_tc.cu) ----------------------
+ *
+ * The same result as kvl_cu_attention with T > 1 (causal GQA over the
+ * n_past + T cached tokens, out and q [T][n_heads][head_dim]), computed with
+ * warp-level MMA: Q, K, V and the probabilities rounded to `op`
+ * (KVL_DTYPE_BF16 or KVL_DTYPE_F16) as operands, fp32 accumulation and
+ * fp32 online softmax.  The engine uses it for models whose weights are
+ * BF16 / F16 (the precision transformers runs them at); F32 models keep
+ * kvl_cu_attention.  Returns cudaErrorNotSupported (nothing launched) for a
+ * head_dim it does not handle (it handles 64 and 128) or k_cache / v_cache
+ * not 16-byte aligned, so the caller can fall back.  T >= 1. */
+cudaError_t kvl_cu_attention_prefill_tc(float *out, const float *q,
+                                        const float *k_cache, const float *v_cache,
+                                        int32_t cap, int32_t n_past, int32_t T,
+                                        int32_t n_heads, int32_t n_kv_heads,
+                                        int32_t head_dim, kvl_dtype op,
+                                        cudaStream_t stream);
 
 #ifdef __cplusplus
 }
