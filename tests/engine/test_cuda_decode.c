@@ -29,6 +29,11 @@
  *     stored K/V rows): five of the stages above in sequence, each at most
  *     1e-5, with condition numbers of order 1 (inputs in [-1, 1], scores
  *     well below 1 in magnitude); the sum of the stage bounds.
+ * The attention cases cover both of its paths: one cluster (contexts up to
+ * 8 blocks x 2 tiles of kpb keys: 1024 at hd 64, with one and two tiles)
+ * and the split over several clusters with the global combine (just past
+ * 1024, 2049, 5000, 20000 keys), hd 30 (4-byte loads), 32 .. 256, and a
+ * graph of whole layers (pdl) at contexts both sides of 1024.
  * Needs a CUDA device: skipped without one (or in a build without CUDA).
  * Timing lines (information, never asserted; KVL_TEST_NO_TIMING=1 skips
  * them) measure one Qwen2.5-0.5B layer's fused chain in a graph.
@@ -700,7 +705,19 @@ static void test_attention(rng_t *r)
         test_attn_case(r, 2, n, c, 1000, 8, 1, 256, 0, 1);
         test_attn_case(r, 2, n, c, 1000, 8, 2, 32, 0, 0);
     }
-    {   /* more than 256 chunks combined (weights recomputed past 256) */
+    {   /* around the one-cluster limit at hd 64 (1024 keys: 8 blocks x 2
+         * tiles of 64): one cluster with two tiles, the split path with one
+         * more cluster holding a single key block, a half-full tile */
+        const int32_t n[] = {1024, 1025, 513}, c[] = {1024, 1100, 4096};
+        test_attn_case(r, 3, n, c, 4096, 14, 2, 64, 0, 1);
+        test_attn_case(r, 3, n, c, 4096, 14, 2, 64, 0, 0);
+    }
+    {   /* hd 30 (not a multiple of 4): 4-byte loads, scalar dots; one
+         * cluster and the split path */
+        const int32_t n[] = {300, 2000}, c[] = {310, 2000};
+        test_attn_case(r, 2, n, c, 2000, 4, 2, 30, 2, 1);
+    }
+    {   /* many key blocks over 16 clusters (hd 32: 20000 keys, 3 tiles each) */
         const int32_t n[] = {20000}, c[] = {20000};
         test_attn_case(r, 1, n, c, 100000, 2, 1, 32, 0, 1);
     }
@@ -903,11 +920,14 @@ static void *dev_norm(rng_t *r, size_t n, double **val)
  * (and 11: two matvec chunks) sequences with their own caches, captured
  * with pdl = 1 into a graph, replayed three times with different meta
  * (contexts growing: a new K/V row each time), x and caches checked after
- * each replay against the double reference. */
-static void test_layer_graph(rng_t *r, int32_t B)
+ * each replay against the double reference.  base = 0: contexts under 33
+ * keys (the attention's one-cluster path); base > 0: contexts base ..
+ * 2 base (at base 700 both sides of the 1024-key switch to the split path
+ * with partials combined in global memory). */
+static void test_layer_graph(rng_t *r, int32_t B, int32_t base)
 {
     layer_dev L = {.dim = 128, .nh = 4, .nkv = 2, .hd = 32, .ffn = 256, .B = B,
-                   .cap_max = 100, .n_layers = 1};
+                   .cap_max = base > 0 ? 2 * base + 50 : 100, .n_layers = 1};
     const int32_t nqkv = (L.nh + 2 * L.nkv) * L.hd;
     layer_ref_w w;
     double *bq;
@@ -936,8 +956,13 @@ static void test_layer_graph(rng_t *r, int32_t B)
     float **tab = malloc((size_t)B * 2 * sizeof *tab);
     double **kc = malloc((size_t)B * sizeof *kc), **vc = malloc((size_t)B * sizeof *vc);
     for (int32_t b = 0; b < B; b++) {
-        cap[b] = 40 + rng_int(r, 61); /* 40 .. 100 */
-        slot[b] = rng_int(r, 30);      /* cached rows before the first step */
+        if (base > 0) {
+            slot[b] = base + rng_int(r, base); /* cached rows before the first step */
+            cap[b] = slot[b] + 3 + rng_int(r, 40);
+        } else {
+            cap[b] = 40 + rng_int(r, 61); /* 40 .. 100 */
+            slot[b] = rng_int(r, 30);
+        }
         pos[b] = slot[b] + rng_int(r, 1000);
         const size_t plane = (size_t)L.nkv * cap[b] * L.hd;
         float *hk = host_nan(plane), *hv = host_nan(plane);
@@ -989,7 +1014,8 @@ static void test_layer_graph(rng_t *r, int32_t B)
         ref_layer(&L, &w, inv, xr, kc, vc, pos, slot, cap);
         to_host(got, L.x, (size_t)B * L.dim * sizeof *got);
         char what[96];
-        snprintf(what, sizeof what, "layer graph (pdl) B=%d replay %d: x", (int)B, step);
+        snprintf(what, sizeof what, "layer graph (pdl) B=%d base=%d replay %d: x", (int)B,
+                 (int)base, step);
         check_close(what, got, xr, (size_t)B * L.dim, 5e-5);
         /* the new K / V rows of every sequence */
         for (int32_t b = 0; b < B; b++) {
@@ -1108,16 +1134,41 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Median of `reps` replays of `exec` (after 5 warm-up replays), x restored
+ * before each replay (keeps values bounded, as in a step), in us. */
+static double time_exec(cudaGraphExec_t exec, cudaStream_t s, float *dx, const float *hx,
+                        size_t nx, cudaEvent_t e0, cudaEvent_t e1)
+{
+    enum { WARM = 5, REPS = 30 };
+    float ms[REPS];
+    for (int i = 0; i < WARM; i++)
+        CU_OK(cudaGraphLaunch(exec, s));
+    for (int i = 0; i < REPS; i++) {
+        cudaMemcpyAsync(dx, hx, nx * sizeof *hx, cudaMemcpyHostToDevice, s);
+        cudaEventRecord(e0, s);
+        cudaGraphLaunch(exec, s);
+        cudaEventRecord(e1, s);
+        cudaEventSynchronize(e1);
+        cudaEventElapsedTime(&ms[i], e0, e1);
+    }
+    CU_OK(cudaGetLastError());
+    qsort(ms, REPS, sizeof ms[0], cmp_float);
+    return ms[REPS / 2] * 1e3;
+}
+
 /* Qwen2.5-0.5B: dim 896, 14 / 2 heads of 64, FFN 4864, BF16; 24 layers with
- * distinct weights (358 MB, far beyond L2) and caches, context 512, one
- * sequence; the 24 layers' 144 launches captured in one graph with pdl = 0
- * and pdl = 1; median of 30 replays after 5 warm-up replays. */
-static void time_layers(rng_t *r)
+ * distinct weights (358 MB, far beyond L2) and caches, B sequences at
+ * context ctx (cache capacity cap), the 24 layers' launches captured in one
+ * graph with pdl = 0 and pdl = 1, and each part alone (24 in a graph);
+ * median of 30 replays after 5 warm-up replays.  With attn_ctx: the
+ * attention alone also at those contexts (meta rewritten between graphs). */
+static void time_layers(rng_t *r, int32_t B, int32_t cap, int32_t ctx, int do_copy,
+                        const int32_t *attn_ctx, int n_attn_ctx)
 {
     enum { NL = 24 };
-    const int32_t dim = 896, nh = 14, nkv = 2, hd = 64, ffn = 4864, ctx = 512;
-    const int32_t nqkv = (nh + 2 * nkv) * hd, cap = 4096;
-    layer_dev L = {.dim = dim, .nh = nh, .nkv = nkv, .hd = hd, .ffn = ffn, .B = 1,
+    const int32_t dim = 896, nh = 14, nkv = 2, hd = 64, ffn = 4864;
+    const int32_t nqkv = (nh + 2 * nkv) * hd;
+    layer_dev L = {.dim = dim, .nh = nh, .nkv = nkv, .hd = hd, .ffn = ffn, .B = B,
                    .cap_max = cap, .n_layers = NL};
     const size_t n_qkv = (size_t)nqkv * dim, n_o = (size_t)dim * dim;
     const size_t n_ff = (size_t)ffn * dim;
@@ -1141,24 +1192,33 @@ static void time_layers(rng_t *r)
     float inv[32];
     make_inv_freq(inv, hd, 1000000.0);
     L.inv_freq = dev_copy(inv, sizeof inv);
-    float *hx = malloc((size_t)ffn * sizeof *hx);
-    fill_sym(r, hx, (size_t)ffn, 1.0f);
-    L.x = dev_copy(hx, (size_t)dim * sizeof *hx);
-    L.qkv = dev_nan((size_t)nqkv);
-    L.att = dev_nan((size_t)nh * hd);
-    L.h = dev_nan((size_t)ffn);
-    L.scratch_floats = kvl_cu_attention_decode_batch_scratch(1, nh, cap, hd);
+    const size_t nx = (size_t)B * dim;
+    float *hx = malloc(nx * sizeof *hx);
+    fill_sym(r, hx, nx, 1.0f);
+    L.x = dev_copy(hx, nx * sizeof *hx);
+    L.qkv = dev_nan((size_t)B * nqkv);
+    L.att = dev_nan((size_t)B * nh * hd);
+    L.h = dev_nan((size_t)B * ffn);
+    L.scratch_floats = kvl_cu_attention_decode_batch_scratch(B, nh, cap, hd);
     L.scratch = dev_alloc(L.scratch_floats * sizeof(float));
     CU_OK(cudaMemset(L.scratch, 0, L.scratch_floats * sizeof(float)));
-    const size_t plane = (size_t)nkv * cap * hd;
+    /* distinct caches: B x 24 layers x (K, V) planes in one allocation */
+    const size_t plane = (size_t)nkv * cap * hd, n_planes = (size_t)B * NL * 2;
     float *kvh = malloc(plane * sizeof *kvh);
     fill_sym(r, kvh, plane, 1.0f);
-    float *tab[2 * NL];
-    for (int i = 0; i < 2 * NL; i++)
-        tab[i] = dev_copy(kvh, plane * sizeof *kvh);
-    L.tab = dev_copy(tab, sizeof tab);
-    int32_t meta[KVL_CU_META_COUNT] = {0, ctx - 1, ctx - 1, cap};
-    L.meta = dev_copy(meta, sizeof meta);
+    float *kvall = dev_alloc(plane * n_planes * sizeof(float));
+    CU_OK(cudaMemcpy(kvall, kvh, plane * sizeof *kvh, cudaMemcpyHostToDevice));
+    for (size_t i = 1; i < n_planes; i++)
+        CU_OK(cudaMemcpy(kvall + i * plane, kvall, plane * sizeof(float),
+                         cudaMemcpyDeviceToDevice));
+    float **tab = malloc(n_planes * sizeof *tab);
+    for (size_t i = 0; i < n_planes; i++)
+        tab[i] = kvall + i * plane;
+    L.tab = dev_copy(tab, n_planes * sizeof *tab);
+    int32_t *meta = malloc((size_t)KVL_CU_META_COUNT * B * sizeof *meta);
+    for (int32_t b = 0; b < B; b++)
+        meta_fill(meta, B, b, 0, ctx - 1, ctx - 1, cap);
+    L.meta = dev_copy(meta, (size_t)KVL_CU_META_COUNT * B * sizeof *meta);
 
     cudaStream_t s;
     CU_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -1169,11 +1229,20 @@ static void time_layers(rng_t *r)
                                        "attention", "o matvec+residual 896x896",
                                        "swiglu matvec+norm 2x4864x896",
                                        "down matvec+residual 896x4864"};
-    static const double part_bytes[] = {1152.0 * 896 * 2, 0, 2.0 * 2 * 512 * 64 * 4,
-                                        896.0 * 896 * 2, 2 * 4864.0 * 896 * 2,
-                                        4864.0 * 896 * 2};
-    for (int run = 0; run < 8; run++) {
-        const int pdl = run == 0 ? 0 : 1, only = run < 2 ? -1 : run - 2;
+    const double part_bytes[] = {1152.0 * 896 * 2, 0, 2.0 * 2 * ctx * 64 * 4 * B,
+                                 896.0 * 896 * 2, 2 * 4864.0 * 896 * 2, 4864.0 * 896 * 2};
+    const int n_runs = 8 + n_attn_ctx;
+    for (int run = 0; run < n_runs; run++) {
+        const int pdl = run == 0 ? 0 : 1;
+        const int only = run < 2 ? -1 : run < 8 ? run - 2 : 2;
+        int32_t c = ctx;
+        if (run >= 8) { /* the attention alone at another context */
+            c = attn_ctx[run - 8];
+            for (int32_t b = 0; b < B; b++)
+                meta_fill(meta, B, b, 0, c - 1, c - 1, cap);
+            CU_OK(cudaMemcpy(L.meta, meta, (size_t)KVL_CU_META_COUNT * B * sizeof *meta,
+                             cudaMemcpyHostToDevice));
+        }
         cudaGraph_t graph = NULL;
         cudaGraphExec_t exec = NULL;
         CU_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
@@ -1189,35 +1258,25 @@ static void time_layers(rng_t *r)
         CU_OK(cudaGraphInstantiate(&exec, graph, 0));
         if (!exec)
             continue;
-        enum { WARM = 5, REPS = 30 };
-        float ms[REPS];
-        for (int i = 0; i < WARM; i++)
-            CU_OK(cudaGraphLaunch(exec, s));
-        for (int i = 0; i < REPS; i++) {
-            /* x restored each replay: keeps values bounded, as in a step */
-            cudaMemcpyAsync(L.x, hx, (size_t)dim * sizeof *hx, cudaMemcpyHostToDevice, s);
-            cudaEventRecord(e0, s);
-            cudaGraphLaunch(exec, s);
-            cudaEventRecord(e1, s);
-            cudaEventSynchronize(e1);
-            cudaEventElapsedTime(&ms[i], e0, e1);
-        }
-        CU_OK(cudaGetLastError());
-        qsort(ms, REPS, sizeof ms[0], cmp_float);
-        const double us = ms[REPS / 2] * 1e3 / NL;
+        const double us = time_exec(exec, s, L.x, hx, nx, e0, e1) / NL;
         const double bytes = (double)per_layer * 2;
-        if (only >= 0)
-            printf("timing:   %-34s alone, 24 in a graph, pdl=1: %6.2f us each, %5.0f GB/s\n",
-                   part[only], us, part_bytes[only] / (us * 1e-6) / 1e9);
+        if (run >= 8)
+            printf("timing: B=%d   attention alone at ctx %5d, 24 in a graph, pdl=1: %6.2f us "
+                   "each, %5.0f GB/s of K/V\n", (int)B, (int)c, us,
+                   2.0 * 2 * c * 64 * 4 * B / (us * 1e-6) / 1e9);
+        else if (only >= 0)
+            printf("timing: B=%d   %-34s alone, 24 in a graph, pdl=1: %6.2f us each, %5.0f GB/s\n",
+                   (int)B, part[only], us, part_bytes[only] / (us * 1e-6) / 1e9);
         else
-            printf("timing: fused layer chain (Qwen2.5-0.5B, ctx %d, 24 distinct layers, graph, "
-               "pdl=%d): %.2f us/layer, %.0f GB/s of weights (%.2f MB/layer), %.0f us per "
-               "24 layers\n", ctx, pdl, us, bytes / (us * 1e-6) / 1e9, bytes / 1e6, us * NL);
+            printf("timing: B=%d fused layer chain (Qwen2.5-0.5B, ctx %d, 24 distinct layers, "
+                   "graph, pdl=%d): %.2f us/layer, %.0f GB/s of weights (%.2f MB/layer), %.0f us "
+                   "per 24 layers\n", (int)B, (int)ctx, pdl, us, bytes / (us * 1e-6) / 1e9,
+                   bytes / 1e6, us * NL);
         cudaGraphExecDestroy(exec);
         cudaGraphDestroy(graph);
     }
     /* The copy ceiling: a 1 GiB device-to-device copy, bytes read + written. */
-    {
+    if (do_copy) {
         const size_t n = (size_t)1 << 30;
         void *a = dev_alloc(n), *b = dev_alloc(n);
         CU_OK(cudaMemset(a, 1, n));
@@ -1242,11 +1301,77 @@ static void time_layers(rng_t *r)
     cudaStreamDestroy(s);
     for (int l = 0; l < NL; l++)
         cudaFree(wl[l]);
-    for (int i = 0; i < 2 * NL; i++)
-        cudaFree(tab[i]);
+    cudaFree(kvall);
     cudaFree(L.bqkv), cudaFree(L.n1), cudaFree(L.inv_freq), cudaFree(L.x), cudaFree(L.qkv);
     cudaFree(L.att), cudaFree(L.h), cudaFree(L.scratch), cudaFree(L.tab), cudaFree(L.meta);
-    free(hw), free(hx), free(kvh);
+    free(hw), free(hx), free(kvh), free(tab), free(meta);
+}
+
+/* matvec_fused alone at T = 1 and T = 8: the lm_head (151936 x 896, final
+ * norm fused; 272 MB, beyond L2: one launch per replay) and the FFN shapes
+ * 4864 x 896 (norm) / 896 x 4864 (residual in place), 8 distinct weight
+ * copies per graph so that L2 does not hold them. */
+static void time_matvec_t8(rng_t *r)
+{
+    enum { NW = 8 };
+    const int32_t dim = 896, ffn = 4864, vocab = 151936;
+    const size_t n_lm = (size_t)vocab * dim, n_ff = (size_t)ffn * dim;
+    uint16_t *hw = malloc(n_lm * 2);
+    for (size_t i = 0; i < n_lm; i++) {
+        const uint64_t b = rng_next(r);
+        hw[i] = (uint16_t)(((b & 1) << 15) | ((118 + (b >> 1) % 10) << 7) | ((b >> 8) & 0x7f));
+    }
+    void *lm = dev_copy(hw, n_lm * 2);
+    void *ff[NW];
+    for (int i = 0; i < NW; i++)
+        ff[i] = dev_copy(hw + (size_t)i * 1000, n_ff * 2);
+    uint16_t hn[896];
+    for (int i = 0; i < 896; i++)
+        hn[i] = 0x3f80;
+    void *dn = dev_copy(hn, sizeof hn);
+    float *hx = malloc((size_t)8 * ffn * sizeof *hx);
+    fill_sym(r, hx, (size_t)8 * ffn, 1.0f);
+    float *dx = dev_copy(hx, (size_t)8 * ffn * sizeof *hx);
+    float *dy = dev_alloc((size_t)8 * vocab * sizeof(float));
+    float *dres = dev_copy(hx, (size_t)8 * ffn * sizeof *hx);
+    cudaStream_t s;
+    CU_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    const kvl_dtype BF = KVL_DTYPE_BF16;
+    for (int shape = 0; shape < 3; shape++)
+        for (int T = 1; T <= 8; T += 7) {
+            const int32_t M = shape == 0 ? vocab : shape == 1 ? ffn : dim;
+            const int32_t K = shape == 2 ? ffn : dim;
+            const int n = shape == 0 ? 1 : NW;
+            cudaGraph_t graph = NULL;
+            cudaGraphExec_t exec = NULL;
+            CU_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+            cudaError_t ce = cudaSuccess;
+            for (int i = 0; i < n && ce == cudaSuccess; i++)
+                ce = kvl_cu_matvec_fused(shape == 2 ? dres : dy, shape == 0 ? lm : ff[i], BF, dx,
+                                         shape == 2 ? NULL : dn, BF, 1e-6f, NULL, BF,
+                                         shape == 2 ? dres : NULL, T, M, K, 1, s);
+            CU_OK(ce);
+            CU_OK(cudaStreamEndCapture(s, &graph));
+            CU_OK(cudaGraphInstantiate(&exec, graph, 0));
+            if (!exec)
+                continue;
+            const double us = time_exec(exec, s, dx, hx, (size_t)T * K, e0, e1) / n;
+            printf("timing: matvec_fused T=%d %6dx%-4d %-9s (%d in a graph, pdl=1): %8.2f us "
+                   "each, %5.0f GB/s of weights\n", T, (int)M, (int)K,
+                   shape == 2 ? "residual" : "norm", n, us, (double)M * K * 2 / (us * 1e-6) / 1e9);
+            cudaGraphExecDestroy(exec);
+            cudaGraphDestroy(graph);
+        }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaStreamDestroy(s);
+    cudaFree(lm), cudaFree(dn), cudaFree(dx), cudaFree(dy), cudaFree(dres);
+    for (int i = 0; i < NW; i++)
+        cudaFree(ff[i]);
+    free(hw), free(hx);
 }
 
 int main(void)
@@ -1266,14 +1391,20 @@ int main(void)
     test_matvec(&r);
     test_qkv(&r);
     test_attention(&r);
-    test_layer_graph(&r, 3);
-    test_layer_graph(&r, 11);
+    test_layer_graph(&r, 3, 0);
+    test_layer_graph(&r, 11, 0);
+    test_layer_graph(&r, 3, 700);
     CU_OK(cudaDeviceSynchronize());
     CU_OK(cudaGetLastError());
     cudaFree(g_scratch);
     if (getenv("KVL_TEST_NO_TIMING")) /* e.g. under compute-sanitizer */
         return kvt_finish();
-    time_layers(&r);
+    {
+        const int32_t ctxs[] = {128, 1024, 1025, 2048, 4096};
+        time_layers(&r, 1, 4096, 512, 1, ctxs, 5);
+    }
+    time_layers(&r, 32, 1024, 512, 0, NULL, 0);
+    time_matvec_t8(&r);
     return kvt_finish();
 }
 

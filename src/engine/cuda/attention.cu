@@ -63,13 +63,8 @@ template <int NI>
 __global__ void __launch_bounds__(DEC_THREADS)
 decode_partial_kernel(float *scratch, const float *q, const float *k_cache,
                       const float *v_cache, int32_t cap, int32_t n_ctx,
-                      const int32_t *d_n_ctx, int32_t group, int32_t hd,
-                      int32_t chunk, float scale)
+                      int32_t group, int32_t hd, int32_t chunk, float scale)
 {
-    /* Graph launches read n_ctx on the device; chunks past it write an
-     * empty partial (m = -inf, l = 0, o = 0), which the combine weighs 0. */
-    if (d_n_ctx)
-        n_ctx = *d_n_ctx;
     /* Fewer keys in flight at head_dim > 128 keeps kr[][] in registers. */
     constexpr int KPW = NI >= 8 ? 2 : DEC_KEYS_PER_WARP;
     __shared__ float sq[DEC_MAX_G][KVL_CU_MAX_HEAD_DIM];
@@ -408,20 +403,18 @@ static cudaError_t launch_prefill(const pf_args &a, cudaStream_t stream)
 template <int NI>
 static void launch_decode_ni(dim3 grid, float *scratch, const float *q,
                              const float *k_cache, const float *v_cache,
-                             int32_t cap, int32_t n_ctx, const int32_t *d_n_ctx,
-                             int32_t group, int32_t hd, int32_t chunk, float scale,
-                             cudaStream_t stream)
+                             int32_t cap, int32_t n_ctx, int32_t group, int32_t hd,
+                             int32_t chunk, float scale, cudaStream_t stream)
 {
     decode_partial_kernel<NI><<<grid, DEC_THREADS, 0, stream>>>(
-        scratch, q, k_cache, v_cache, cap, n_ctx, d_n_ctx, group, hd, chunk, scale);
+        scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale);
 }
 
 /* Partial pass over (chunk, kv head x batch of <= 8 query heads), then the
- * combine pass per query head.  With d_n_ctx the split is sized for n_ctx
- * = the largest context it may see (a graph replays it unchanged). */
+ * combine pass per query head. */
 static cudaError_t launch_decode(float *out, const float *q, const float *k_cache,
                                  const float *v_cache, int32_t cap, int32_t n_ctx,
-                                 const int32_t *d_n_ctx, int32_t n_heads,
+                                 int32_t n_heads,
                                  int32_t n_kv_heads, int32_t hd, float *scratch,
                                  float scale, cudaStream_t stream)
 {
@@ -430,15 +423,14 @@ static cudaError_t launch_decode(float *out, const float *q, const float *k_cach
     const int32_t per_kv = (group + DEC_MAX_G - 1) / DEC_MAX_G;
     const dim3 grid((unsigned)((n_ctx + chunk - 1) / chunk),
                     (unsigned)(n_kv_heads * per_kv));
-    const int32_t *dn = d_n_ctx;
     if (hd <= 32)
-        launch_decode_ni<1>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, dn, group, hd, chunk, scale, stream);
+        launch_decode_ni<1>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale, stream);
     else if (hd <= 64)
-        launch_decode_ni<2>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, dn, group, hd, chunk, scale, stream);
+        launch_decode_ni<2>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale, stream);
     else if (hd <= 128)
-        launch_decode_ni<4>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, dn, group, hd, chunk, scale, stream);
+        launch_decode_ni<4>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale, stream);
     else
-        launch_decode_ni<8>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, dn, group, hd, chunk, scale, stream);
+        launch_decode_ni<8>(grid, scratch, q, k_cache, v_cache, cap, n_ctx, group, hd, chunk, scale, stream);
     decode_combine_kernel<<<(unsigned)n_heads, COMBINE_THREADS,
                             combine_pad((int32_t)grid.x) * sizeof(float), stream>>>(out, scratch,
                                                               (int32_t)grid.x, hd);
@@ -478,7 +470,7 @@ extern "C" cudaError_t kvl_cu_attention(float *out, const float *q,
     const int32_t group = n_heads / n_kv_heads;
     const float scale = 1.0f / sqrtf((float)head_dim);
     if (T == 1)
-        return launch_decode(out, q, k_cache, v_cache, cap, n_ctx, NULL, n_heads,
+        return launch_decode(out, q, k_cache, v_cache, cap, n_ctx, n_heads,
                              n_kv_heads, head_dim, scratch, scale, stream);
     const pf_args a = {out, q, k_cache, v_cache, cap, n_past, T, n_heads,
                        group, head_dim, scale};
@@ -489,25 +481,4 @@ extern "C" cudaError_t kvl_cu_attention(float *out, const float *q,
     if (head_dim <= 128)
         return launch_prefill<4>(a, stream);
     return launch_prefill<8>(a, stream);
-}
-
-extern "C" cudaError_t kvl_cu_attention_decode_dev(float *out, const float *q,
-                                                   const float *k_cache,
-                                                   const float *v_cache, int32_t cap,
-                                                   const int32_t *d_n_ctx,
-                                                   int32_t n_heads, int32_t n_kv_heads,
-                                                   int32_t head_dim, float *scratch,
-                                                   size_t scratch_floats,
-                                                   cudaStream_t stream)
-{
-    if (!d_n_ctx || !attention_args_ok(out, q, k_cache, v_cache, cap, cap - 1, 1, n_heads,
-                                       n_kv_heads, head_dim))
-        return cudaErrorInvalidValue;
-    if ((cap + DEC_MAX_CHUNK - 1) / DEC_MAX_CHUNK > DEC_MAX_SPLITS)
-        return cudaErrorInvalidValue;
-    const size_t need = kvl_cu_attention_scratch(1, n_heads, cap, head_dim);
-    if (!scratch || scratch_floats < need)
-        return cudaErrorInvalidValue;
-    return launch_decode(out, q, k_cache, v_cache, cap, cap, d_n_ctx, n_heads, n_kv_heads,
-                         head_dim, scratch, 1.0f / sqrtf((float)head_dim), stream);
 }

@@ -98,8 +98,9 @@ static kvl_status put(kvl_cuda_model *m, const kvl_weight *w, int is_norm, void 
 }
 
 /* Three weights (q, k, v products or their biases) in one allocation when
- * they can be joined (all present, one dtype, one width): the decode step
- * then runs one product.  *joined = NULL when they cannot. */
+ * they can be joined (all present, one dtype; matrices of one width, or
+ * 1-row biases, joined end to end): the decode step then runs one
+ * product.  *joined = NULL when they cannot. */
 static kvl_status put_joined(kvl_cuda_model *m, const kvl_weight *const h[3],
                              kvl_weight *const d[3], void **joined, kvl_error *err)
 {
@@ -107,8 +108,9 @@ static kvl_status put_joined(kvl_cuda_model *m, const kvl_weight *const h[3],
     int ok = 1;
     size_t total = 0;
     for (int i = 0; i < 3; i++) {
+        const int bias = h[0]->rows == 1;
         ok = ok && present(m, h[i]) && h[i]->dtype == h[0]->dtype &&
-             h[i]->cols == h[0]->cols;
+             (bias ? h[i]->rows == 1 : h[i]->cols == h[0]->cols);
         total += weight_bytes(h[i]);
     }
     kvl_status st = KVL_OK;

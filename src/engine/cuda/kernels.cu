@@ -345,11 +345,9 @@ extern "C" cudaError_t kvl_cu_swiglu_bf16(uint16_t *out, const uint16_t *gate,
  * write consecutive dims of one cache row, so both sides are coalesced. */
 __global__ void cache_store_kernel(float *k_cache, float *v_cache, int32_t cap,
                                    const float *k, const float *v,
-                                   int32_t n_past, const int32_t *d_n_past,
-                                   int32_t T, int32_t n_kv_heads, int32_t head_dim)
+                                   int32_t n_past, int32_t T, int32_t n_kv_heads,
+                                   int32_t head_dim)
 {
-    if (d_n_past)
-        n_past = *d_n_past;
     const int64_t row = (int64_t)n_kv_heads * head_dim;
     const int64_t n = (int64_t)T * row;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
@@ -374,22 +372,7 @@ extern "C" cudaError_t kvl_cu_cache_store(float *k_cache, float *v_cache,
         return cudaErrorInvalidValue;
     const int64_t n = (int64_t)T * n_kv_heads * head_dim;
     cache_store_kernel<<<kvl_cu_blocks(n, EW_THREADS), EW_THREADS, 0, stream>>>(
-        k_cache, v_cache, cap, k, v, n_past, NULL, T, n_kv_heads, head_dim);
-    return cudaGetLastError();
-}
-
-extern "C" cudaError_t kvl_cu_cache_store_dev(float *k_cache, float *v_cache,
-                                              int32_t cap, const float *k,
-                                              const float *v, const int32_t *d_n_past,
-                                              int32_t n_kv_heads, int32_t head_dim,
-                                              cudaStream_t stream)
-{
-    if (!k_cache || !v_cache || !k || !v || !d_n_past || cap <= 0 || n_kv_heads <= 0 ||
-        head_dim <= 0)
-        return cudaErrorInvalidValue;
-    const int64_t n = (int64_t)n_kv_heads * head_dim;
-    cache_store_kernel<<<kvl_cu_blocks(n, EW_THREADS), EW_THREADS, 0, stream>>>(
-        k_cache, v_cache, cap, k, v, 0, d_n_past, 1, n_kv_heads, head_dim);
+        k_cache, v_cache, cap, k, v, n_past, T, n_kv_heads, head_dim);
     return cudaGetLastError();
 }
 

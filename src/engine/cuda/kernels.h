@@ -104,24 +104,6 @@ cudaError_t kvl_cu_attention(float *out, const float *q, const float *k_cache,
 size_t kvl_cu_attention_scratch(int32_t T, int32_t n_heads, int32_t n_ctx,
                                 int32_t head_dim);
 
-/* Graph-friendly decode (one query row): as kvl_cu_attention with T = 1,
- * but n_ctx (= n_past + 1, at most cap) is read from device memory at run
- * time and the key split is sized for cap, so that a captured CUDA graph
- * can be replayed at every step.  scratch holds
- * kvl_cu_attention_scratch(1, n_heads, cap, head_dim) floats. */
-cudaError_t kvl_cu_attention_decode_dev(float *out, const float *q,
-                                        const float *k_cache, const float *v_cache,
-                                        int32_t cap, const int32_t *d_n_ctx,
-                                        int32_t n_heads, int32_t n_kv_heads,
-                                        int32_t head_dim, float *scratch,
-                                        size_t scratch_floats, cudaStream_t stream);
-
-/* kvl_cu_cache_store of one token at slot *d_n_past (device memory). */
-cudaError_t kvl_cu_cache_store_dev(float *k_cache, float *v_cache, int32_t cap,
-                                   const float *k, const float *v,
-                                   const int32_t *d_n_past, int32_t n_kv_heads,
-                                   int32_t head_dim, cudaStream_t stream);
-
 /* Re-positions n cached keys of one layer in place: each row of every kv
  * head is rotated back from old_pos[i] and to new_pos[i] (device arrays),
  * with the same angles as kvl_cu_rope. */
