@@ -47,6 +47,7 @@ int main(void)
 #else
 
 #include "engine/cuda/kernels.h"
+#include "cuda_test_util.h"
 
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -57,73 +58,11 @@ int main(void)
 /* helpers                                                                    */
 /* ------------------------------------------------------------------------ */
 
-typedef struct {
-    uint64_t s;
-} rng_t;
-
-static uint64_t rng_next(rng_t *r) /* splitmix64 */
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double rng_unif(rng_t *r)
-{
-    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
-}
-
-/* Uniform in [-a, a], never exactly zero. */
-static float rng_sym(rng_t *r, float a)
-{
-    float f = (float)((2.0 * rng_unif(r) - 1.0) * a);
-    return f != 0.0f ? f : a / 3.0f;
-}
-
-static void fill_sym(rng_t *r, float *x, size_t n, float a)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = rng_sym(r, a);
-}
-
-#define CU_OK(call)                                                          \
-    do {                                                                     \
-        cudaError_t e_ = (call);                                             \
-        CHECK(e_ == cudaSuccess, "%s", cudaGetErrorString(e_));              \
-    } while (0)
-
 #define CU_ERR(want, call)                                                   \
     do {                                                                     \
         cudaError_t e_ = (call);                                             \
         CHECK(e_ == (want), "%s: got %s", #call, cudaGetErrorString(e_));    \
     } while (0)
-
-static void *dev_alloc(size_t bytes)
-{
-    void *p = NULL;
-    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
-        fprintf(stderr, "cudaMalloc(%zu) failed\n", bytes);
-        exit(1);
-    }
-    return p;
-}
-
-static void *dev_copy(const void *host, size_t bytes)
-{
-    void *p = dev_alloc(bytes);
-    if (cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
-        fprintf(stderr, "cudaMemcpy to device failed\n");
-        exit(1);
-    }
-    return p;
-}
-
-static void to_host(void *host, const void *dev, size_t bytes)
-{
-    CU_OK(cudaDeviceSynchronize());
-    CU_OK(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost));
-}
 
 static void dev_poison(float *d, size_t n)
 {
@@ -132,28 +71,6 @@ static void dev_poison(float *d, size_t n)
         h[i] = NAN;
     CU_OK(cudaMemcpy(d, h, n * sizeof *h, cudaMemcpyHostToDevice));
     free(h);
-}
-
-static size_t count_nan(const float *x, size_t n)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        c += isnan(x[i]) != 0;
-    return c;
-}
-
-/* ||got - ref|| / ||ref||; inf when got has NaN. */
-static double rel_err_d(const float *got, const double *ref, size_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = (double)got[i] - ref[i];
-        num += d * d;
-        den += ref[i] * ref[i];
-    }
-    if (!isfinite(num))
-        return INFINITY;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static const char *op_name(kvl_dtype op)

@@ -31,6 +31,7 @@ int main(void)
 #else
 
 #include "engine/cuda/kernels.h"
+#include "cuda_test_util.h"
 
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -41,110 +42,12 @@ int main(void)
 /* helpers                                                                    */
 /* ------------------------------------------------------------------------ */
 
-typedef struct {
-    uint64_t s;
-} rng_t;
-
-static uint64_t rng_next(rng_t *r) /* splitmix64 */
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double rng_unif(rng_t *r)
-{
-    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
-}
-
-/* Uniform in [-a, a], never exactly zero. */
-static float rng_sym(rng_t *r, float a)
-{
-    float f = (float)((2.0 * rng_unif(r) - 1.0) * a);
-    return f != 0.0f ? f : a / 3.0f;
-}
-
-static int32_t rng_int(rng_t *r, int32_t n)
-{
-    return (int32_t)(rng_next(r) % (uint64_t)n);
-}
-
-static void fill_sym(rng_t *r, float *x, size_t n, float a)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = rng_sym(r, a);
-}
-
-static size_t esize(kvl_dtype dt)
-{
-    return dt == KVL_DTYPE_F32 ? 4 : 2;
-}
-
-/* n random weights of dtype dt: raw bits into `raw`, exact values into
- * `val`.  bf16: exponent 2^-9 .. 2^0, f16: 2^-10 .. 2^1, random mantissa
- * and sign, decoded independently of the library with ldexp. */
-static void gen_weights(rng_t *r, kvl_dtype dt, size_t n, void *raw, double *val)
-{
-    for (size_t i = 0; i < n; i++) {
-        const uint64_t b = rng_next(r);
-        const int neg = (int)(b & 1);
-        if (dt == KVL_DTYPE_F32) {
-            float f = rng_sym(r, 1.0f);
-            memcpy((char *)raw + 4 * i, &f, 4);
-            val[i] = f;
-        } else if (dt == KVL_DTYPE_BF16) {
-            const unsigned e = 118 + (unsigned)((b >> 1) % 10), m = (unsigned)((b >> 8) & 0x7f);
-            const uint16_t h = (uint16_t)((neg << 15) | (e << 7) | m);
-            memcpy((char *)raw + 2 * i, &h, 2);
-            val[i] = (neg ? -1 : 1) * ldexp(1.0 + m / 128.0, (int)e - 127);
-        } else {
-            const unsigned e = 5 + (unsigned)((b >> 1) % 12), m = (unsigned)((b >> 8) & 0x3ff);
-            const uint16_t h = (uint16_t)((neg << 15) | (e << 10) | m);
-            memcpy((char *)raw + 2 * i, &h, 2);
-            val[i] = (neg ? -1 : 1) * ldexp(1.0 + m / 1024.0, (int)e - 15);
-        }
-    }
-}
-
-#define CU_OK(call)                                                          \
-    do {                                                                     \
-        cudaError_t e_ = (call);                                             \
-        CHECK(e_ == cudaSuccess, "%s", cudaGetErrorString(e_));              \
-    } while (0)
-
 #define CU_BAD(call)                                                         \
     do {                                                                     \
         cudaError_t e_ = (call);                                             \
         CHECK(e_ == cudaErrorInvalidValue, "got %s",                         \
               cudaGetErrorString(e_));                                       \
     } while (0)
-
-static void *dev_alloc(size_t bytes)
-{
-    void *p = NULL;
-    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
-        fprintf(stderr, "cudaMalloc(%zu) failed\n", bytes);
-        exit(1);
-    }
-    return p;
-}
-
-static void *dev_copy(const void *host, size_t bytes)
-{
-    void *p = dev_alloc(bytes);
-    if (cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
-        fprintf(stderr, "cudaMemcpy to device failed\n");
-        exit(1);
-    }
-    return p;
-}
-
-static void to_host(void *host, const void *dev, size_t bytes)
-{
-    CU_OK(cudaDeviceSynchronize());
-    CU_OK(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost));
-}
 
 /* Device buffer of n floats set to NaN (the poison). */
 static float *dev_nan(size_t n)
@@ -155,28 +58,6 @@ static float *dev_nan(size_t n)
     float *d = dev_copy(h, n * sizeof *h);
     free(h);
     return d;
-}
-
-static size_t count_nan(const float *x, size_t n)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        c += isnan(x[i]) != 0;
-    return c;
-}
-
-/* ||got - ref|| / ||ref|| with a double reference; inf when got has NaN. */
-static double rel_err_d(const float *got, const double *ref, size_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = (double)got[i] - ref[i];
-        num += d * d;
-        den += ref[i] * ref[i];
-    }
-    if (!isfinite(num))
-        return INFINITY;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static void check_close(const char *what, const float *got, const double *ref,
@@ -342,12 +223,6 @@ static void test_attention(rng_t *r)
 /* ------------------------------------------------------------------------ */
 /* rope and rerotate                                                          */
 /* ------------------------------------------------------------------------ */
-
-static void make_inv_freq(float *f, int32_t rotary_dim, double theta)
-{
-    for (int32_t i = 0; i < rotary_dim / 2; i++)
-        f[i] = (float)(1.0 / pow(theta, (double)(2 * i) / rotary_dim));
-}
 
 /* Double-precision rotation of one row with the documented angle: fp32
  * product pos * inv_freq, cos / sin of that in double. */

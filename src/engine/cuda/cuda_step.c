@@ -56,6 +56,9 @@ struct kvl_cuda_step {
     int32_t qkv_width;              /* nh*hd + 2*nkv*hd                     */
     float *x, *qkv, *att, *ffn, *logits; /* [max_b][width]                  */
     int32_t *d_next, *h_next;       /* [max_b] argmax                       */
+    float *h_logits;                /* pinned [max_b][vocab], made when asked:
+                                       a copy to pageable memory runs at a
+                                       fraction of the pinned rate          */
     /* Per-step arguments: meta int32 [KVL_CU_META_COUNT][B] at offset 0,
      * the cache table (device pointers [B][n_layers][2]) at kv_off. */
     char *d_args, *h_args;
@@ -88,6 +91,7 @@ void kvl_cuda_step_free(kvl_cuda_step *st)
     cudaFree(st->logits);
     cudaFree(st->d_next);
     cudaFreeHost(st->h_next);
+    cudaFreeHost(st->h_logits);
     cudaFree(st->d_args);
     cudaFreeHost(st->h_args);
     cudaFree(st->scratch);
@@ -456,6 +460,15 @@ static kvl_status cover(kvl_cuda_step *st, int32_t cap, kvl_error *err)
     return KVL_OK;
 }
 
+static kvl_status pinned_logits(kvl_cuda_step *st, kvl_error *err)
+{
+    const size_t n = (size_t)st->max_b * (size_t)st->m->host->cfg.vocab_size;
+    float *p = NULL;
+    CU(cudaMallocHost((void **)&p, n * sizeof(float)), "allocating pinned logits");
+    st->h_logits = p;
+    return KVL_OK;
+}
+
 static kvl_status check_run(const kvl_cuda_step *st, kvl_cuda_session *const *ss, int32_t B,
                             const int32_t *tokens, const int32_t *pos, kvl_error *err)
 {
@@ -532,6 +545,8 @@ kvl_status kvl_cuda_step_run(kvl_cuda_step *st, kvl_cuda_session *const *ss, int
     }
     if (s == KVL_OK)
         s = cover(st, cap, err);
+    if (s == KVL_OK && logits && !st->h_logits)
+        s = pinned_logits(st, err);
     if (s != KVL_OK)
         return s;
     CU(cudaStreamSynchronize(st->stream), "decode step"); /* h_args may feed a copy */
@@ -547,10 +562,12 @@ kvl_status kvl_cuda_step_run(kvl_cuda_step *st, kvl_cuda_session *const *ss, int
                            cudaMemcpyDeviceToHost, st->stream),
            "decode step");
     if (logits)
-        CU(cudaMemcpyAsync(logits, st->logits, (size_t)B * V * sizeof(float),
+        CU(cudaMemcpyAsync(st->h_logits, st->logits, (size_t)B * V * sizeof(float),
                            cudaMemcpyDeviceToHost, st->stream),
            "copying logits");
     CU(cudaStreamSynchronize(st->stream), "decode step");
+    if (logits)
+        memcpy(logits, st->h_logits, (size_t)B * V * sizeof(float));
     for (int32_t b = 0; b < B; b++) {
         kvl_cuda_session *x = ss[b];
         x->token_ids[x->n_tokens] = tokens[b];
