@@ -140,4 +140,21 @@ static inline void make_inv_freq(float *f, int32_t rotary_dim, double theta)
         f[i] = (float)(1.0 / pow(theta, (double)(2 * i) / rotary_dim));
 }
 
+/* 0 when a CUDA device is there; else prints the skip line (with the ASan
+ * hint where it applies) and returns the skip exit code for main. */
+static inline int kvt_cuda_require(void)
+{
+    int n_dev = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n_dev);
+    if (e == cudaSuccess && n_dev > 0)
+        return 0;
+    return kvt_skip("no CUDA device (%s)%s", cudaGetErrorString(e),
+#if defined(__SANITIZE_ADDRESS__)
+                    "; under ASan try ASAN_OPTIONS=protect_shadow_gap=0"
+#else
+                    ""
+#endif
+    );
+}
+
 #endif

@@ -325,16 +325,9 @@ static void time_shape(rng_t *r, const char *name, int32_t T, int32_t n_heads, i
 
 int main(void)
 {
-    int n_dev = 0;
-    const cudaError_t e = cudaGetDeviceCount(&n_dev);
-    if (e != cudaSuccess || n_dev == 0)
-        return kvt_skip("no CUDA device (%s)%s", cudaGetErrorString(e),
-#if defined(__SANITIZE_ADDRESS__)
-                        "; under ASan try ASAN_OPTIONS=protect_shadow_gap=0"
-#else
-                        ""
-#endif
-        );
+    const int skip = kvt_cuda_require();
+    if (skip)
+        return skip;
     rng_t r = {0x7c2026a7ull};
     test_bad_args();
     test_accuracy(&r);

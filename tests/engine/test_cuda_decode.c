@@ -1250,16 +1250,9 @@ static void time_matvec_t8(rng_t *r)
 
 int main(void)
 {
-    int n_dev = 0;
-    const cudaError_t e = cudaGetDeviceCount(&n_dev);
-    if (e != cudaSuccess || n_dev == 0)
-        return kvt_skip("no CUDA device (%s)%s", cudaGetErrorString(e),
-#if defined(__SANITIZE_ADDRESS__)
-                        "; under ASan try ASAN_OPTIONS=protect_shadow_gap=0"
-#else
-                        ""
-#endif
-        );
+    const int skip = kvt_cuda_require();
+    if (skip)
+        return skip;
     rng_t r = {0xdec0de2026ull};
     test_bad_args();
     test_matvec(&r);

@@ -1,5 +1,5 @@
 /*
- * Device helpers of the decode kernels (decode.cu):
+ * Device helpers of the decode kernels (decode.cu, matvec.cu):
  * programmatic dependent launch, streaming weight loads, L2 prefetch,
  * 16-byte weight chunks to fp32.  Internal to src/engine/cuda/.
  */

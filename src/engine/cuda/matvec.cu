@@ -17,44 +17,12 @@
 #include "engine/cuda/kernels.h"
 
 #include "engine/cuda/common.cuh"
+#include "engine/cuda/decode_common.cuh"
 
 #define MV_THREADS 256
 #define MV_WARPS (MV_THREADS / KVL_CU_WARP)
 #define MV_UNROLL 4
 
-template <int DT> struct mv_chunk {
-    static constexpr int n = DT == KVL_DTYPE_F32 ? 4 : 8; /* per 16 bytes */
-    static constexpr int size = DT == KVL_DTYPE_F32 ? 4 : 2;
-};
-
-/* 16 bytes of W, read once: no L1 allocation, keep L1 for x. */
-static __device__ __forceinline__ uint4 ld_stream(const uint4 *p)
-{
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
-
-/* The 4 or 8 weights of a chunk in fp32 (little endian: element 0 low). */
-template <int DT>
-static __device__ __forceinline__ void unpack(const uint4 &w, float *f)
-{
-    const uint32_t u[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        if (DT == KVL_DTYPE_F32) {
-            f[j] = __uint_as_float(u[j]);
-        } else if (DT == KVL_DTYPE_BF16) {
-            f[2 * j] = __uint_as_float(u[j] << 16);
-            f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
-        } else {
-            f[2 * j] = kvl_cu_f16f((uint16_t)(u[j] & 0xffffu));
-            f[2 * j + 1] = kvl_cu_f16f((uint16_t)(u[j] >> 16));
-        }
-    }
-}
 
 /* Sums the warps of one row (shared memory), adds the bias, writes y. */
 template <int T>
@@ -89,7 +57,7 @@ __global__ void __launch_bounds__(MV_THREADS)
 matvec_vec_kernel(float *y, const void *W, const float *x, const void *bias,
                   int bdt, int32_t M, int32_t K, int wpr)
 {
-    constexpr int EPC = mv_chunk<DT>::n;
+    constexpr int EPC = fm_chunk<DT>::n;
     const int warp = threadIdx.x / KVL_CU_WARP, lane = threadIdx.x % KVL_CU_WARP;
     const int32_t row = blockIdx.x * (MV_WARPS / wpr) + warp / wpr;
     float acc[T];
@@ -99,7 +67,7 @@ matvec_vec_kernel(float *y, const void *W, const float *x, const void *bias,
     if (row < M) {
         const int32_t nch = K / EPC;
         const uint4 *wr = (const uint4 *)((const char *)W +
-                                          (int64_t)row * K * mv_chunk<DT>::size);
+                                          (int64_t)row * K * fm_chunk<DT>::size);
         const int32_t stride = KVL_CU_WARP * wpr;
         for (int32_t c0 = (warp % wpr) * KVL_CU_WARP + lane; c0 < nch;
              c0 += stride * MV_UNROLL) {
@@ -107,7 +75,7 @@ matvec_vec_kernel(float *y, const void *W, const float *x, const void *bias,
 #pragma unroll
             for (int u = 0; u < MV_UNROLL; u++) {
                 const int32_t c = c0 + u * stride;
-                w[u] = c < nch ? ld_stream(wr + c) : make_uint4(0, 0, 0, 0);
+                w[u] = c < nch ? fm_ld_stream(wr + c) : make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
             for (int u = 0; u < MV_UNROLL; u++) {
@@ -115,7 +83,7 @@ matvec_vec_kernel(float *y, const void *W, const float *x, const void *bias,
                 if (c >= nch)
                     break;
                 float f[EPC];
-                unpack<DT>(w[u], f);
+                fm_unpack<DT>(w[u], f);
 #pragma unroll
                 for (int t = 0; t < T; t++) {
                     const float4 *xv =
