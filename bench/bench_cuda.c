@@ -178,8 +178,8 @@ typedef struct result {
 #define BATCH 32
 
 /* Greedy decode at batch 32: tokens/s over 64 steps, median of 3. */
-static int batch_decode(kvl_cuda_model *gm, const shape *sh, const int32_t *ids,
-                        const int32_t *pos, double *out, kvl_error *err)
+static int batch_decode(kvl_cuda_model *gm, const int32_t *ids, const int32_t *pos,
+                        double *out, kvl_error *err)
 {
     kvl_cuda_session *ss[BATCH] = {0};
     kvl_cuda_step *step = NULL;
@@ -211,7 +211,6 @@ static int batch_decode(kvl_cuda_model *gm, const shape *sh, const int32_t *ids,
     for (int b = 0; b < BATCH; b++)
         kvl_cuda_session_free(ss[b]);
     kvl_cuda_step_free(step);
-    (void)sh;
     return rc;
 }
 
@@ -295,7 +294,7 @@ static int run_shape(const shape *sh, double bw, result *r, kvl_error *err)
         }
     }
     if (!rc)
-        rc = batch_decode(gm, sh, ids, pos, &r->decode32, err);
+        rc = batch_decode(gm, ids, pos, &r->decode32, err);
 done:
     free(ids), free(pos), free(logits);
     kvl_cuda_session_free(s);

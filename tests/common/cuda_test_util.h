@@ -140,6 +140,69 @@ static inline void make_inv_freq(float *f, int32_t rotary_dim, double theta)
         f[i] = (float)(1.0 / pow(theta, (double)(2 * i) / rotary_dim));
 }
 
+/* Attention inputs: caches [n_kv][cap][hd] with n_ctx random rows per head
+ * and NaN past them (a kernel must never let those in), and nq random
+ * query values. */
+static inline void make_attention_inputs(rng_t *r, int32_t n_kv, int32_t cap, int32_t n_ctx,
+                                         int32_t hd, size_t nq, float **kc, float **vc,
+                                         float **q)
+{
+    const size_t plane = (size_t)n_kv * cap * hd;
+    *kc = malloc(plane * sizeof **kc);
+    *vc = malloc(plane * sizeof **vc);
+    *q = malloc(nq * sizeof **q);
+    for (size_t i = 0; i < plane; i++)
+        (*kc)[i] = (*vc)[i] = NAN;
+    for (int32_t h = 0; h < n_kv; h++)
+        for (int32_t j = 0; j < n_ctx; j++) {
+            const size_t o = ((size_t)h * cap + j) * hd;
+            fill_sym(r, *kc + o, (size_t)hd, 1.0f);
+            fill_sym(r, *vc + o, (size_t)hd, 1.0f);
+        }
+    fill_sym(r, *q, nq, 2.0f);
+}
+
+/* Causal grouped-query attention in double from the fp32 inputs:
+ * ref[t][h][d] for T query rows after n_past cached tokens (the cache
+ * [n_kv][cap][hd] holds all n_past + T). */
+static inline void ref_attention(double *ref, const float *q, const float *kc,
+                                 const float *vc, int32_t cap, int32_t n_past, int32_t T,
+                                 int32_t n_heads, int32_t n_kv, int32_t hd)
+{
+    const int32_t g = n_heads / n_kv, n_ctx = n_past + T;
+    double *p = malloc((size_t)n_ctx * sizeof *p);
+    double *o = malloc((size_t)hd * sizeof *o);
+    const double scale = 1.0 / sqrt((double)hd);
+    for (int32_t t = 0; t < T; t++)
+        for (int32_t h = 0; h < n_heads; h++) {
+            const float *qr = q + ((size_t)t * n_heads + h) * hd;
+            const float *kh = kc + (size_t)(h / g) * cap * hd;
+            const float *vh = vc + (size_t)(h / g) * cap * hd;
+            const int32_t nj = n_past + t + 1;
+            double mx = -INFINITY, sum = 0.0;
+            for (int32_t j = 0; j < nj; j++) {
+                const float *kr = kh + (size_t)j * hd;
+                double dot = 0.0;
+                for (int32_t d = 0; d < hd; d++)
+                    dot += (double)qr[d] * kr[d];
+                p[j] = dot * scale;
+                mx = p[j] > mx ? p[j] : mx;
+            }
+            for (int32_t d = 0; d < hd; d++)
+                o[d] = 0.0;
+            for (int32_t j = 0; j < nj; j++) {
+                const double w = exp(p[j] - mx);
+                sum += w;
+                const float *vr = vh + (size_t)j * hd;
+                for (int32_t d = 0; d < hd; d++)
+                    o[d] += w * vr[d];
+            }
+            for (int32_t d = 0; d < hd; d++)
+                ref[((size_t)t * n_heads + h) * hd + d] = o[d] / sum;
+        }
+    free(p), free(o);
+}
+
 /* 0 when a CUDA device is there; else prints the skip line (with the ASan
  * hint where it applies) and returns the skip exit code for main. */
 static inline int kvt_cuda_require(void)

@@ -88,64 +88,15 @@ static double op_bound(kvl_dtype op)
 /* accuracy                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* ref[t][h][d], double, from the fp32 inputs. */
-static void reference(double *ref, const float *q, const float *kc, const float *vc,
-                      int32_t cap, int32_t n_past, int32_t T, int32_t n_heads,
-                      int32_t n_kv, int32_t hd)
-{
-    const int32_t g = n_heads / n_kv, n_ctx = n_past + T;
-    double *p = malloc((size_t)n_ctx * sizeof *p);
-    double *o = malloc((size_t)hd * sizeof *o);
-    const double scale = 1.0 / sqrt((double)hd);
-    for (int32_t t = 0; t < T; t++)
-        for (int32_t h = 0; h < n_heads; h++) {
-            const float *qr = q + ((size_t)t * n_heads + h) * hd;
-            const float *kh = kc + (size_t)(h / g) * cap * hd;
-            const float *vh = vc + (size_t)(h / g) * cap * hd;
-            const int32_t nj = n_past + t + 1;
-            double mx = -INFINITY, sum = 0.0;
-            for (int32_t j = 0; j < nj; j++) {
-                const float *kr = kh + (size_t)j * hd;
-                double dot = 0.0;
-                for (int32_t d = 0; d < hd; d++)
-                    dot += (double)qr[d] * kr[d];
-                p[j] = dot * scale;
-                mx = p[j] > mx ? p[j] : mx;
-            }
-            for (int32_t d = 0; d < hd; d++)
-                o[d] = 0.0;
-            for (int32_t j = 0; j < nj; j++) {
-                const double w = exp(p[j] - mx);
-                sum += w;
-                const float *vr = vh + (size_t)j * hd;
-                for (int32_t d = 0; d < hd; d++)
-                    o[d] += w * vr[d];
-            }
-            for (int32_t d = 0; d < hd; d++)
-                ref[((size_t)t * n_heads + h) * hd + d] = o[d] / sum;
-        }
-    free(p), free(o);
-}
-
 static void test_case(rng_t *r, int32_t n_past, int32_t T, int32_t n_heads, int32_t n_kv,
                       int32_t hd, int print)
 {
     const int32_t n_ctx = n_past + T, cap = n_ctx + 3 + (int32_t)(rng_next(r) % 70);
     const size_t plane = (size_t)n_kv * cap * hd, nq = (size_t)T * n_heads * hd;
-    float *kc = malloc(plane * sizeof *kc), *vc = malloc(plane * sizeof *vc);
-    /* Rows past n_ctx stay NaN: the kernel must never let them in. */
-    for (size_t i = 0; i < plane; i++)
-        kc[i] = vc[i] = NAN;
-    for (int32_t h = 0; h < n_kv; h++)
-        for (int32_t j = 0; j < n_ctx; j++) {
-            const size_t o = ((size_t)h * cap + j) * hd;
-            fill_sym(r, kc + o, (size_t)hd, 1.0f);
-            fill_sym(r, vc + o, (size_t)hd, 1.0f);
-        }
-    float *q = malloc(nq * sizeof *q);
-    fill_sym(r, q, nq, 2.0f);
+    float *kc, *vc, *q;
+    make_attention_inputs(r, n_kv, cap, n_ctx, hd, nq, &kc, &vc, &q);
     double *ref = malloc(nq * sizeof *ref);
-    reference(ref, q, kc, vc, cap, n_past, T, n_heads, n_kv, hd);
+    ref_attention(ref, q, kc, vc, cap, n_past, T, n_heads, n_kv, hd);
 
     float *dk = dev_copy(kc, plane * sizeof *kc), *dv = dev_copy(vc, plane * sizeof *vc);
     float *dq = dev_copy(q, nq * sizeof *q), *dout = dev_alloc(nq * sizeof(float));

@@ -147,18 +147,8 @@ static void test_attention_case(rng_t *r, int32_t n_past, int32_t T,
 {
     const int32_t n_ctx = n_past + T, cap = n_ctx + 5;
     const size_t plane = (size_t)n_kv * cap * hd, nq = (size_t)T * n_heads * hd;
-    float *kc = malloc(plane * sizeof *kc), *vc = malloc(plane * sizeof *vc);
-    /* Rows past n_ctx stay NaN: the kernels must never read them. */
-    for (size_t i = 0; i < plane; i++)
-        kc[i] = vc[i] = NAN;
-    for (int32_t h = 0; h < n_kv; h++)
-        for (int32_t j = 0; j < n_ctx; j++) {
-            const size_t o = ((size_t)h * cap + j) * hd;
-            fill_sym(r, kc + o, (size_t)hd, 1.0f);
-            fill_sym(r, vc + o, (size_t)hd, 1.0f);
-        }
-    float *q = malloc(nq * sizeof *q);
-    fill_sym(r, q, nq, 2.0f);
+    float *kc, *vc, *q;
+    make_attention_inputs(r, n_kv, cap, n_ctx, hd, nq, &kc, &vc, &q);
 
     float *dk = dev_copy(kc, plane * sizeof *kc), *dv = dev_copy(vc, plane * sizeof *vc);
     float *dq = dev_copy(q, nq * sizeof *q), *dout = dev_nan(nq);
@@ -170,37 +160,14 @@ static void test_attention_case(rng_t *r, int32_t n_past, int32_t T,
     to_host(out, dout, nq * sizeof *out);
 
     double *ref = malloc(nq * sizeof *ref);
-    double *p = malloc((size_t)n_ctx * sizeof *p);
-    const int32_t g = n_heads / n_kv;
-    for (int32_t t = 0; t < T; t++)
-        for (int32_t h = 0; h < n_heads; h++) {
-            const float *qr = q + ((size_t)t * n_heads + h) * hd;
-            const int32_t nj = n_past + t + 1;
-            double mx = -INFINITY, sum = 0.0;
-            for (int32_t j = 0; j < nj; j++) {
-                const float *kr = kc + ((size_t)(h / g) * cap + j) * hd;
-                double dot = 0.0;
-                for (int32_t d = 0; d < hd; d++)
-                    dot += (double)qr[d] * kr[d];
-                p[j] = dot / sqrt((double)hd);
-                mx = p[j] > mx ? p[j] : mx;
-            }
-            for (int32_t j = 0; j < nj; j++)
-                sum += (p[j] = exp(p[j] - mx));
-            for (int32_t d = 0; d < hd; d++) {
-                double o = 0.0;
-                for (int32_t j = 0; j < nj; j++)
-                    o += p[j] * vc[((size_t)(h / g) * cap + j) * hd + d];
-                ref[((size_t)t * n_heads + h) * hd + d] = o / sum;
-            }
-        }
+    ref_attention(ref, q, kc, vc, cap, n_past, T, n_heads, n_kv, hd);
     char what[128];
     snprintf(what, sizeof what, "attention n_past=%d T=%d heads=%d/%d hd=%d",
              (int)n_past, (int)T, (int)n_heads, (int)n_kv, (int)hd);
     check_close(what, out, ref, nq, 1e-5);
 
     cudaFree(dk), cudaFree(dv), cudaFree(dq), cudaFree(dout), cudaFree(dscratch);
-    free(kc), free(vc), free(q), free(out), free(ref), free(p);
+    free(kc), free(vc), free(q), free(out), free(ref);
 }
 
 static void test_attention(rng_t *r)

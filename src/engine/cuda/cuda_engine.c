@@ -610,14 +610,9 @@ static kvl_status ffn_block(kvl_cuda_session *s, int32_t l, int32_t T,
     return KVL_OK;
 }
 
-static kvl_status check_inputs(const kvl_cuda_session *s, const int32_t *tokens,
-                               const int32_t *positions, int32_t T, kvl_error *err)
+kvl_status kvl_cuda_check_ids(const kvl_config *c, const int32_t *tokens,
+                              const int32_t *positions, int32_t T, kvl_error *err)
 {
-    const kvl_config *c = &s->m->host->cfg;
-    if (T <= 0 || !tokens || !positions)
-        return kvl_fail(err, KVL_ERR_ARG, "forward needs at least one token");
-    if (s->n_tokens > INT32_MAX / 2 - T)
-        return kvl_fail(err, KVL_ERR_RANGE, "cache would exceed 2^30 tokens");
     for (int32_t t = 0; t < T; t++) {
         if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
             return kvl_fail(err, KVL_ERR_RANGE,
@@ -628,6 +623,16 @@ static kvl_status check_inputs(const kvl_cuda_session *s, const int32_t *tokens,
                             (int)positions[t], (int)t);
     }
     return KVL_OK;
+}
+
+static kvl_status check_inputs(const kvl_cuda_session *s, const int32_t *tokens,
+                               const int32_t *positions, int32_t T, kvl_error *err)
+{
+    if (T <= 0 || !tokens || !positions)
+        return kvl_fail(err, KVL_ERR_ARG, "forward needs at least one token");
+    if (s->n_tokens > INT32_MAX / 2 - T)
+        return kvl_fail(err, KVL_ERR_RANGE, "cache would exceed 2^30 tokens");
+    return kvl_cuda_check_ids(&s->m->host->cfg, tokens, positions, T, err);
 }
 
 static kvl_status prepare(kvl_cuda_session *s, const int32_t *tokens,
@@ -714,8 +719,9 @@ kvl_status kvl_cuda_decode(kvl_cuda_session *s, int32_t token, int32_t position,
 {
     if (!s)
         return kvl_fail(err, KVL_ERR_ARG, "kvl_cuda_decode: session is NULL");
-    kvl_status st = check_inputs(s, &token, &position, 1, err);
-    if (st == KVL_OK && !s->step)
+    /* the step checks the token and position */
+    kvl_status st = KVL_OK;
+    if (!s->step)
         st = kvl_cuda_step_new(s->m, 1, s->stream, &s->step, err);
     if (st != KVL_OK)
         return st;

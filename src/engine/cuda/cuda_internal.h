@@ -68,6 +68,11 @@ struct kvl_cuda_session {
 
 kvl_status kvl_cu_fail(kvl_error *err, cudaError_t e, const char *what);
 
+/* Every token id inside the vocabulary and every position >= 0 (n of
+ * each); the error names the first that is not. */
+kvl_status kvl_cuda_check_ids(const kvl_config *c, const int32_t *tokens,
+                              const int32_t *positions, int32_t n, kvl_error *err);
+
 /* Room for `n` tokens in the session's cache (contents kept; the device
  * arrays may move). */
 kvl_status kvl_cuda_session_reserve(kvl_cuda_session *s, int32_t n, kvl_error *err);

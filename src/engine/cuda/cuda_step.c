@@ -486,17 +486,10 @@ static kvl_status check_run(const kvl_cuda_step *st, kvl_cuda_session *const *ss
             if (ss[o] == ss[b])
                 return kvl_fail(err, KVL_ERR_ARG, "decode step: session %d appears twice",
                                 (int)b);
-        if (tokens[b] < 0 || tokens[b] >= c->vocab_size)
-            return kvl_fail(err, KVL_ERR_RANGE,
-                            "token id %d of sequence %d is outside the vocabulary (0..%d)",
-                            (int)tokens[b], (int)b, (int)c->vocab_size - 1);
-        if (pos[b] < 0)
-            return kvl_fail(err, KVL_ERR_RANGE, "position %d of sequence %d is negative",
-                            (int)pos[b], (int)b);
         if (ss[b]->n_tokens > INT32_MAX / 2 - 1)
             return kvl_fail(err, KVL_ERR_RANGE, "cache would exceed 2^30 tokens");
     }
-    return KVL_OK;
+    return kvl_cuda_check_ids(c, tokens, pos, B, err);
 }
 
 /* The per-step arguments of B sequences into the pinned buffer. */
