@@ -20,7 +20,8 @@
  *     and decode as a fraction of it.
  * Decode steps replay a CUDA graph of the step; KVL_CUDA_GRAPHS=0 turns
  * that off (plain launches), KVL_CUDA_PDL=0 the programmatic dependent
- * launches, for comparison.
+ * launches, for comparison; KVL_BENCH_DECODE_ONLY=1 measures only the
+ * batch-1 decode (and the 512-token prefill before it).
  * The last thing printed is a Markdown table; bench/cuda_reference.py is
  * the transformers side, to be run on the same GPU.
  */
@@ -39,6 +40,8 @@
 #include "engine/cuda/cuda_engine.h"
 #include "model/model.h"
 
+#include "cuda_bench_util.h"
+
 typedef struct shape {
     const char *name;
     kvl_arch arch;
@@ -54,13 +57,6 @@ static const shape shapes[] = {
     {"tinyllama-1.1b", KVL_ARCH_LLAMA, 2048, 5632, 22, 32, 4, 64, 32000, 0, 0, 0, 1e4, 0},
     {"llama-3.2-1b", KVL_ARCH_LLAMA, 2048, 8192, 16, 32, 8, 64, 128256, 1, 0, 0, 5e5, 1},
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -148,28 +144,6 @@ static double step_bytes(const shape *s, int64_t weight_bytes)
     return (double)weight_bytes - 2.0 * s->vocab * s->dim + 2.0 * s->dim;
 }
 
-static double copy_bandwidth(void)
-{
-    const size_t n = (size_t)4 << 30;
-    void *a = NULL, *b = NULL;
-    if (cudaMalloc(&a, n) != cudaSuccess || cudaMalloc(&b, n) != cudaSuccess)
-        return 0;
-    cudaMemset(a, 1, n);
-    double best = 0;
-    for (int i = 0; i < 8; i++) {
-        cudaDeviceSynchronize();
-        double t0 = now();
-        cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
-        cudaDeviceSynchronize();
-        double bw = 2.0 * n / (now() - t0);
-        if (i > 0 && bw > best)
-            best = bw;
-    }
-    cudaFree(a);
-    cudaFree(b);
-    return best;
-}
-
 typedef struct result {
     double prefill512, prefill4096, decode, decode_host, decode32, export_gbs, import_gbs,
         bound, gb;
@@ -235,7 +209,8 @@ static int run_shape(const shape *sh, double bw, result *r, kvl_error *err)
     r->gb = kvl_cuda_model_bytes(gm) / 1e9;
     r->bound = bw / step_bytes(sh, kvl_cuda_model_bytes(gm));
     const int32_t lens[2] = {512, 4096};
-    for (int k = 0; k < 2 && !rc; k++) {
+    const int decode_only = getenv("KVL_BENCH_DECODE_ONLY") != NULL;
+    for (int k = 0; k < (decode_only ? 1 : 2) && !rc; k++) {
         double t[6];
         for (int i = 0; i < 6 && !rc; i++) {
             kvl_cuda_session_reset(s);
@@ -249,7 +224,7 @@ static int run_shape(const shape *sh, double bw, result *r, kvl_error *err)
     /* KV export / import of the 4096-token cache left by the last run */
     kvl_cache *h = NULL;
     const double kv_bytes = 2.0 * sh->layers * sh->kv_heads * sh->head_dim * 4.0 * N;
-    if (!rc) {
+    if (!rc && !decode_only) {
         double t0 = now();
         rc = kvl_cuda_session_export(s, &h, err) != KVL_OK;
         double t1 = now();
@@ -293,7 +268,7 @@ static int run_shape(const shape *sh, double bw, result *r, kvl_error *err)
             (host ? &r->decode_host : &r->decode)[0] = 64 / td[1];
         }
     }
-    if (!rc)
+    if (!rc && !decode_only)
         rc = batch_decode(gm, ids, pos, &r->decode32, err);
 done:
     free(ids), free(pos), free(logits);
@@ -306,14 +281,9 @@ done:
 
 int main(void)
 {
-    if (kvl_cuda_device_count() == 0) {
-        printf("bench_cuda: no CUDA device\n");
+    const double bw = device_and_bandwidth("bench_cuda");
+    if (bw < 0)
         return 0;
-    }
-    struct cudaDeviceProp p;
-    cudaGetDeviceProperties(&p, 0);
-    const double bw = copy_bandwidth();
-    printf("%s, copy bandwidth %.2f TB/s (read + write)\n", p.name, bw / 1e12);
     result res[4];
     memset(res, 0, sizeof res);
     for (int i = 0; i < 4; i++) {

@@ -10,10 +10,16 @@
  * PDL protocol, every kernel of this file: griddepcontrol.launch_dependents
  * first (the next kernel may be scheduled at once), then the work that needs
  * nothing from the previous kernel (the matvecs issue their first weight
- * loads into registers and ask L2 to prefetch the block's weight rows), then
- * griddepcontrol.wait (returns once the previous grid has completed and its
- * writes are visible; a no-op for an ordinary launch) before any activation,
- * meta or cache is read and before anything is written.
+ * loads into registers, ask L2 to prefetch the block's weight rows, stage
+ * the norm weights in shared memory and load the first row group's biases;
+ * the q/k finish loads its head's norm weights and computes the RoPE
+ * cos / sin; attention loads the old K / V rows), then griddepcontrol.wait
+ * (returns once the previous grid has completed and its writes are visible;
+ * a no-op for an ordinary launch) before any activation, meta or cache is
+ * read and before anything is written.  Every dependent memory round trip
+ * left after the wait costs ~0.5-1 us of the kernel's critical path, and a
+ * dependent kernel costs ~3-3.7 us even when it moves 0.1 MB
+ * (bench_cuda_matvec), which is what bounds batch-1 decode of small models.
  *
  * Matvec design as matvec.cu (16-byte streaming loads of W without L1
  * allocation, MV_UNROLL loads in flight, warps per row chosen by M, scalar
@@ -78,6 +84,7 @@ struct fm_args {
     const float *residual;
     int32_t M, K;
     int wpr;
+    int nw_smem; /* vector kernel with staged x: the norm weights staged too */
 };
 
 /* inv[t] = (float)(1 / sqrt(mean(x[t]^2) + eps)) for the T rows, the sum of
@@ -116,9 +123,12 @@ static __device__ __forceinline__ void fm_norm_inv(const fm_args &a, float *s_in
 
 /* Sums the warps of one row, adds bias / residual or applies SwiGLU, writes
  * y.  Reads residual before writing y in the same thread: y may alias it. */
+/* pre: the writer's bias (pb, per matrix) and residual (pr) were loaded
+ * ahead (the block's first row group), else they are read here. */
 template <int T, int NMAT>
 static __device__ __forceinline__ void fm_finish(float (*acc)[T], const fm_args &a,
-                                                 int32_t row)
+                                                 int32_t row, bool pre, const float *pb,
+                                                 float pr)
 {
     __shared__ float red[FM_WARPS][NMAT * T];
     const int warp = threadIdx.x / KVL_CU_WARP, lane = threadIdx.x % KVL_CU_WARP;
@@ -143,7 +153,7 @@ static __device__ __forceinline__ void fm_finish(float (*acc)[T], const fm_args 
             for (int p = 0; p < a.wpr; p++)
                 s[m] += red[warp + p][m * T + lane];
             if (a.bias[m])
-                s[m] += kvl_cu_load_rt(a.bias[m], a.bdt, row);
+                s[m] += pre ? pb[m] : kvl_cu_load_rt(a.bias[m], a.bdt, row);
         }
         const int64_t o = (int64_t)lane * a.M + row;
         float v;
@@ -153,7 +163,7 @@ static __device__ __forceinline__ void fm_finish(float (*acc)[T], const fm_args 
         } else {
             v = s[0];
             if (a.residual)
-                v = a.residual[o] + v;
+                v = (pre ? pr : a.residual[o]) + v;
         }
         a.y[o] = v;
     }
@@ -213,7 +223,22 @@ __global__ void __launch_bounds__(FM_THREADS, 2) fm_vec_kernel(const fm_args a)
         }
     };
     load_first(row);
+    /* Also independent of the previous kernel, and otherwise read on the
+     * critical path after the wait: the norm weights (into shared memory,
+     * behind the staged x) and the first row group's biases. */
+    float *nws = (float *)fm_xs4 + (int64_t)T * a.K;
+    if (SX && a.nw_smem)
+        for (int32_t k = threadIdx.x; k < a.K; k += FM_THREADS)
+            nws[k] = kvl_cu_load_rt(a.norm_w, a.ndt, k);
+    const bool writer = warp % a.wpr == 0 && lane < T && row < a.M;
+    float pb[NMAT], pr = 0.0f;
+#pragma unroll
+    for (int m = 0; m < NMAT; m++)
+        pb[m] = writer && a.bias[m] ? kvl_cu_load_rt(a.bias[m], a.bdt, row) : 0.0f;
     pdl_wait();
+    /* The residual of the first row group now, beside the x loads. */
+    if (writer && a.residual)
+        pr = a.residual[(int64_t)lane * a.M + row];
 
     if (a.norm_w)
         fm_norm_inv<T>(a, s_inv);
@@ -225,10 +250,18 @@ __global__ void __launch_bounds__(FM_THREADS, 2) fm_vec_kernel(const fm_args a)
             float4 v = __ldg((const float4 *)(a.x + (int64_t)t * a.K + k));
             if (a.norm_w) {
                 const float inv = s_inv[t];
-                v.x = kvl_cu_load_rt(a.norm_w, a.ndt, k) * (v.x * inv);
-                v.y = kvl_cu_load_rt(a.norm_w, a.ndt, k + 1) * (v.y * inv);
-                v.z = kvl_cu_load_rt(a.norm_w, a.ndt, k + 2) * (v.z * inv);
-                v.w = kvl_cu_load_rt(a.norm_w, a.ndt, k + 3) * (v.w * inv);
+                if (a.nw_smem) {
+                    const float4 g = *(const float4 *)(nws + k);
+                    v.x = g.x * (v.x * inv);
+                    v.y = g.y * (v.y * inv);
+                    v.z = g.z * (v.z * inv);
+                    v.w = g.w * (v.w * inv);
+                } else {
+                    v.x = kvl_cu_load_rt(a.norm_w, a.ndt, k) * (v.x * inv);
+                    v.y = kvl_cu_load_rt(a.norm_w, a.ndt, k + 1) * (v.y * inv);
+                    v.z = kvl_cu_load_rt(a.norm_w, a.ndt, k + 2) * (v.z * inv);
+                    v.w = kvl_cu_load_rt(a.norm_w, a.ndt, k + 3) * (v.w * inv);
+                }
             }
             xw[i] = v;
         }
@@ -296,7 +329,7 @@ __global__ void __launch_bounds__(FM_THREADS, 2) fm_vec_kernel(const fm_args a)
      * is in flight during this group's reduction and write. */
     if (rg + (int32_t)gridDim.x < n_rg)
         load_first((rg + (int32_t)gridDim.x) * rpb + warp / a.wpr);
-    fm_finish<T, NMAT>(acc, a, row);
+    fm_finish<T, NMAT>(acc, a, row, rg == (int32_t)blockIdx.x, pb, pr);
     }
 }
 
@@ -362,7 +395,7 @@ __global__ void __launch_bounds__(FM_THREADS, 2) fm_scalar_kernel(const fm_args 
             }
         }
     }
-    fm_finish<T, NMAT>(acc, a, row);
+    fm_finish<T, NMAT>(acc, a, row, false, NULL, 0.0f);
 }
 
 /* Launches `kernel` on `stream`, as a programmatic dependent launch when
@@ -428,10 +461,16 @@ static cudaError_t fm_launch_dt(const fm_args &a, bool vec, int pdl, cudaStream_
      * not once per row); a plain x is read through L1 as matvec.cu does,
      * without the block-wide round trip through shared memory. */
     const size_t xs = (size_t)T * a.K * sizeof(float);
-    if (a.norm_w && xs <= FM_SMEM_X_MAX)
+    if (a.norm_w && xs <= FM_SMEM_X_MAX) {
+        /* the norm weights staged behind x when they fit too */
+        fm_args b = a;
+        const size_t nwb = (size_t)a.K * sizeof(float);
+        b.nw_smem = xs + nwb <= FM_SMEM_X_MAX;
+        const size_t smem = b.nw_smem ? xs + nwb : xs;
         return kvl_launch(fm_vec_kernel<T, DT, NMAT, true>,
-                          dim3(fm_wave(fm_vec_kernel<T, DT, NMAT, true>, xs, n_rg)),
-                          dim3(FM_THREADS), xs, pdl, stream, a);
+                          dim3(fm_wave(fm_vec_kernel<T, DT, NMAT, true>, smem, n_rg)),
+                          dim3(FM_THREADS), smem, pdl, stream, b);
+    }
     return kvl_launch(fm_vec_kernel<T, DT, NMAT, false>,
                       dim3(fm_wave(fm_vec_kernel<T, DT, NMAT, false>, 0, n_rg)),
                       dim3(FM_THREADS), 0, pdl, stream, a);
@@ -575,6 +614,7 @@ struct qf_args {
 __global__ void __launch_bounds__(QF_WARPS * KVL_CU_WARP) qf_kernel(const qf_args a)
 {
     __shared__ float buf[QF_WARPS][KVL_CU_MAX_HEAD_DIM];
+    __shared__ float cosin[QF_WARPS][KVL_CU_MAX_HEAD_DIM];
     pdl_trigger();
     /* meta and kv_tab are written by the host before the graph starts: read
      * them (and find the destination) before waiting for qkv. */
@@ -598,6 +638,28 @@ __global__ void __launch_bounds__(QF_WARPS * KVL_CU_WARP) qf_kernel(const qf_arg
         dst = cache + ((int64_t)kvh * cap + slot) * hd;
     }
     const int32_t pos = a.meta[KVL_CU_META_POS * a.B + b];
+    /* Also before the wait: this head's norm weights and the rotation's
+     * cos / sin (they depend on pos and inv_freq only). */
+    enum { QF_PER_LANE = KVL_CU_MAX_HEAD_DIM / KVL_CU_WARP };
+    const void *nw = is_q ? a.q_norm : a.k_norm;
+    const int32_t half = a.rotary_dim / 2;
+    float nwv[QF_PER_LANE];
+    float *cs = cosin[warp]; /* cos at [i], sin at [half + i] */
+    if (!is_v) {
+#pragma unroll
+        for (int j = 0; j < QF_PER_LANE; j++) {
+            const int32_t d = lane + j * KVL_CU_WARP;
+            nwv[j] = nw && d < hd ? kvl_cu_load_rt(nw, a.ndt, d) : 0.0f;
+        }
+        /* RoPE as kvl_cu_rope (rope_pair): fp32 angle, cos / sin in double. */
+        for (int32_t i = lane; i < half; i += KVL_CU_WARP) {
+            const float angle = __fmul_rn((float)pos, __ldg(a.inv_freq + i));
+            double sd, cd;
+            sincos((double)angle, &sd, &cd);
+            cs[i] = (float)cd;
+            cs[half + i] = __fmul_rn((float)sd, 1.0f);
+        }
+    }
     pdl_wait(); /* qkv comes from the previous kernel */
     if (is_v) {
         for (int32_t d = lane; d < hd; d += KVL_CU_WARP)
@@ -607,7 +669,6 @@ __global__ void __launch_bounds__(QF_WARPS * KVL_CU_WARP) qf_kernel(const qf_arg
     float *row = buf[warp];
     for (int32_t d = lane; d < hd; d += KVL_CU_WARP)
         row[d] = src[d];
-    const void *nw = is_q ? a.q_norm : a.k_norm;
     if (nw) {
         /* As kvl_cu_rmsnorm over one head: double sum of squares. */
         double ss = 0.0;
@@ -615,18 +676,16 @@ __global__ void __launch_bounds__(QF_WARPS * KVL_CU_WARP) qf_kernel(const qf_arg
             ss += (double)row[d] * (double)row[d];
         ss = fm_warp_sum_d(ss);
         const float inv = (float)(1.0 / sqrt(ss / (double)hd + (double)a.eps));
-        for (int32_t d = lane; d < hd; d += KVL_CU_WARP)
-            row[d] = kvl_cu_load_rt(nw, a.ndt, d) * (row[d] * inv);
+#pragma unroll
+        for (int j = 0; j < QF_PER_LANE; j++) {
+            const int32_t d = lane + j * KVL_CU_WARP;
+            if (d < hd)
+                row[d] = nwv[j] * (row[d] * inv);
+        }
     }
     __syncwarp();
-    /* RoPE as kvl_cu_rope (rope_pair): fp32 angle, cos / sin in double. */
-    const int32_t half = a.rotary_dim / 2;
     for (int32_t i = lane; i < half; i += KVL_CU_WARP) {
-        const float angle = __fmul_rn((float)pos, __ldg(a.inv_freq + i));
-        double sd, cd;
-        sincos((double)angle, &sd, &cd);
-        const float c = (float)cd;
-        const float s = __fmul_rn((float)sd, 1.0f);
+        const float c = cs[i], s = cs[half + i]; /* this lane's own writes */
         const int32_t ia = a.interleaved ? 2 * i : i;
         const int32_t ib = a.interleaved ? 2 * i + 1 : i + half;
         const float xa = row[ia], xb = row[ib];
