@@ -1,5 +1,7 @@
 /* Token sampling: greedy, temperature, top-k and top-p, with a seeded RNG
  * so that the same seed gives the same text. */
+#include "engine/sampler.h"
+
 #include "core/error.h"
 
 #include <math.h>
@@ -71,7 +73,7 @@ void kvl_sampler_free(kvl_sampler *s)
     free(s);
 }
 
-static int32_t argmax(const float *x, int32_t n)
+int32_t kvl_argmax(const float *x, int32_t n)
 {
     int32_t best = 0;
     for (int32_t i = 1; i < n; i++)
@@ -96,8 +98,8 @@ int32_t kvl_sampler_sample(kvl_sampler *s, const float *logits)
 {
     const int32_t n = s->vocab;
     if (s->opt.temperature <= 0.0f)
-        return argmax(logits, n);
-    const float maxl = logits[argmax(logits, n)];
+        return kvl_argmax(logits, n);
+    const float maxl = logits[kvl_argmax(logits, n)];
     double sum = 0.0;
     for (int32_t i = 0; i < n; i++) {
         s->probs[i] = expf((logits[i] - maxl) / s->opt.temperature);

@@ -2,6 +2,7 @@
 
 #include "cache/cache.h"
 #include "core/error.h"
+#include "engine/sampler.h"
 
 #include <omp.h>
 #ifdef KVL_HAVE_CUDA
@@ -132,15 +133,6 @@ kvl_status kvl_session_forward(kvl_session *s, const int32_t *tokens,
     return st;
 }
 
-static int32_t host_argmax(const float *x, int32_t n)
-{
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
-
 kvl_status kvl_session_decode(kvl_session *s, int32_t token, float *logits,
                               int32_t *next, kvl_error *err)
 {
@@ -167,7 +159,7 @@ kvl_status kvl_session_decode(kvl_session *s, int32_t token, float *logits,
         return kvl_fail(err, KVL_ERR_NOMEM, "out of memory for %d logits", (int)V);
     kvl_status st = kvl_cpu_forward(s, &token, &pos, 1, row, 0, err);
     if (st == KVL_OK && next)
-        *next = host_argmax(row, V);
+        *next = kvl_argmax(row, V);
     if (row != logits)
         free(row);
     return st;

@@ -83,3 +83,12 @@ double kvt_rel_err(const float *a, const float *b, size_t n)
         return INFINITY;
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
+
+int32_t kvt_argmax(const float *x, int32_t n)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}

@@ -47,4 +47,7 @@ const char *kvt_temp_path(const char *suffix);
 /* ||a - b|| / ||b|| over n floats. */
 double kvt_rel_err(const float *a, const float *b, size_t n);
 
+/* Index of the first largest of x[0..n), n >= 1 (the tests' greedy choice). */
+int32_t kvt_argmax(const float *x, int32_t n);
+
 #endif

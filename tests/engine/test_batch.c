@@ -112,15 +112,6 @@ static int32_t token_at(const ref *r, int32_t j)
     return j < r->T ? r->ids[j] : r->greedy[j - r->T];
 }
 
-static int argmax(const float *x, int32_t n)
-{
-    int b = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
-
 /* The batched walk described at the top. */
 static void walk(kvl_model *m, const ref *r, const char *what, double tol, int need_ids)
 {
@@ -157,7 +148,7 @@ static void walk(kvl_model *m, const ref *r, const char *what, double tol, int n
             const float *row = lg + (size_t)a * r->V;
             const double e = kvt_rel_err(row, want_after(r, j), (size_t)r->V);
             worst = e > worst ? e : worst;
-            CHECK(next[a] == argmax(row, r->V), "%s: next is the argmax of its row", what);
+            CHECK(next[a] == kvt_argmax(row, r->V), "%s: next is the argmax of its row", what);
             if (j >= r->T - 1) {
                 ids_ok &= next[a] == r->greedy[j - (r->T - 1)];
                 agree += next[a] == r->greedy[j - (r->T - 1)];
@@ -195,9 +186,9 @@ static void decode_api(kvl_model *m, const ref *r, const char *what, int need_id
     int32_t na = -1, nc = -1;
     CHECK_OK(kvl_session_decode(a, r->ids[r->T - 1], lg, &na, &err), &err);
     CHECK_OK(kvl_session_decode(c, r->ids[r->T - 1], NULL, &nc, &err), &err);
-    CHECK(na == argmax(lg, r->V) && na == nc && (na == r->greedy[0] || !need_ids),
+    CHECK(na == kvt_argmax(lg, r->V) && na == nc && (na == r->greedy[0] || !need_ids),
           "%s: decode next %d / %d / argmax %d / transformers %d", what, na, nc,
-          argmax(lg, r->V), r->greedy[0]);
+          kvt_argmax(lg, r->V), r->greedy[0]);
     CHECK_OK(kvl_session_decode(a, na, NULL, NULL, &err), &err);
     CHECK(kvl_cache_n_tokens(kvl_session_cache(a)) == r->T + 1, "%s: decode appends", what);
     CHECK(kvl_session_decode(a, r->V, NULL, NULL, &err) == KVL_ERR_RANGE,

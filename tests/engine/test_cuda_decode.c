@@ -452,36 +452,6 @@ static void test_qkv(rng_t *r)
 static float *g_scratch;
 static size_t g_scratch_floats;
 
-static void ref_attention_one(double *out, const float *q, const float *k, const float *v,
-                              int32_t cap, int32_t n_ctx, int32_t nh, int32_t nkv, int32_t hd)
-{
-    const int32_t g = nh / nkv;
-    double *s = malloc((size_t)n_ctx * sizeof *s);
-    for (int32_t h = 0; h < nh; h++) {
-        const float *kh = k + (size_t)(h / g) * cap * hd, *vh = v + (size_t)(h / g) * cap * hd;
-        double mx = -INFINITY;
-        for (int32_t j = 0; j < n_ctx; j++) {
-            double d = 0.0;
-            for (int32_t i = 0; i < hd; i++)
-                d += (double)q[(size_t)h * hd + i] * kh[(size_t)j * hd + i];
-            s[j] = d / sqrt((double)hd);
-            mx = s[j] > mx ? s[j] : mx;
-        }
-        double l = 0.0;
-        for (int32_t j = 0; j < n_ctx; j++) {
-            s[j] = exp(s[j] - mx);
-            l += s[j];
-        }
-        for (int32_t i = 0; i < hd; i++) {
-            double o = 0.0;
-            for (int32_t j = 0; j < n_ctx; j++)
-                o += s[j] * vh[(size_t)j * hd + i];
-            out[(size_t)h * hd + i] = o / l;
-        }
-    }
-    free(s);
-}
-
 static void test_attn_case(rng_t *r, int32_t B, const int32_t *n_ctx, const int32_t *cap,
                            int32_t cap_max, int32_t nh, int32_t nkv, int32_t hd,
                            int32_t q_pad, int pdl)
@@ -521,8 +491,8 @@ static void test_attn_case(rng_t *r, int32_t B, const int32_t *n_ctx, const int3
     to_host(got, dout, (size_t)B * nh * hd * sizeof *got);
     double *ref = malloc((size_t)B * nh * hd * sizeof *ref);
     for (int32_t b = 0; b < B; b++)
-        ref_attention_one(ref + (size_t)b * nh * hd, q + (size_t)b * qs, hk[b], hv[b], cap[b],
-                          n_ctx[b], nh, nkv, hd);
+        ref_attention(ref + (size_t)b * nh * hd, q + (size_t)b * qs, hk[b], hv[b], cap[b],
+                      n_ctx[b] - 1, 1, nh, nkv, hd);
     char what[160];
     snprintf(what, sizeof what, "attention_decode_batch B=%d heads=%d/%d hd=%d cap_max=%d "
              "n_ctx[0]=%d pdl=%d", (int)B, (int)nh, (int)nkv, (int)hd, (int)cap_max,

@@ -52,15 +52,6 @@ static void test_names(void)
     }
 }
 
-static int argmax(const float *l, int32_t n)
-{
-    int b = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (l[i] > l[b])
-            b = i;
-    return b;
-}
-
 /* K and V of two caches over their common tokens, relative error. */
 static double cache_err(const kvl_cache *a, const kvl_cache *b)
 {
@@ -118,7 +109,7 @@ static void test_gpu(void)
     CHECK(kvt_rel_err(lg, lc, (size_t)V) < 1e-2, "prompt logits rel err %g",
           kvt_rel_err(lg, lc, (size_t)V));
     for (int s = 0; s < 8; s++) {
-        int32_t tc = argmax(lc, V), tg = argmax(lg, V);
+        int32_t tc = kvt_argmax(lc, V), tg = kvt_argmax(lg, V);
         CHECK(tc == tg, "greedy step %d: cpu %d gpu %d", s, tc, tg);
         CHECK_OK(kvl_session_forward(c, &tc, 1, lc, 0, &err), &err);
         CHECK_OK(kvl_session_forward(g, &tc, 1, lg, 0, &err), &err);

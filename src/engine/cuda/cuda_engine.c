@@ -17,13 +17,6 @@ kvl_status kvl_cu_fail(kvl_error *err, cudaError_t e, const char *what)
                     cudaGetErrorName(e));
 }
 
-#define CU(call, what)                                                       \
-    do {                                                                     \
-        cudaError_t e_ = (call);                                             \
-        if (e_ != cudaSuccess)                                               \
-            return kvl_cu_fail(err, e_, what);                                 \
-    } while (0)
-
 static kvl_status cublas_fail(kvl_error *err, cublasStatus_t s, const char *what)
 {
     return kvl_fail(err, s == CUBLAS_STATUS_ALLOC_FAILED ? KVL_ERR_NOMEM : KVL_ERR_INTERNAL,

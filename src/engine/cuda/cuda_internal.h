@@ -68,6 +68,16 @@ struct kvl_cuda_session {
 
 kvl_status kvl_cu_fail(kvl_error *err, cudaError_t e, const char *what);
 
+/* In a function with a `kvl_error *err`: return kvl_cu_fail on a failed
+ * CUDA call. */
+#define CU(call, what)                                                       \
+    do {                                                                     \
+        cudaError_t e_ = (call);                                             \
+        if (e_ != cudaSuccess)                                               \
+            return kvl_cu_fail(err, e_, what);                               \
+    } while (0)
+
+
 /* Every token id inside the vocabulary and every position >= 0 (n of
  * each); the error names the first that is not. */
 kvl_status kvl_cuda_check_ids(const kvl_config *c, const int32_t *tokens,

@@ -33,13 +33,6 @@
 #include "engine/cuda/cuda_internal.h"
 #include "engine/cuda/kernels.h"
 
-#define CU(call, what)                                                       \
-    do {                                                                     \
-        cudaError_t e_ = (call);                                             \
-        if (e_ != cudaSuccess)                                               \
-            return kvl_cu_fail(err, e_, what);                               \
-    } while (0)
-
 /* In the launch sequence: stop at the first failed launch. */
 #define TRY(call)                                                            \
     do {                                                                     \

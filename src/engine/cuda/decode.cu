@@ -417,19 +417,6 @@ static cudaError_t kvl_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
 }
 
-/* Warps per output row: enough blocks to fill the chip for small M (as
- * matvec.cu). */
-static int fm_warps_per_row(int32_t M)
-{
-    if (M >= 4096)
-        return 1;
-    if (M >= 2048)
-        return 2;
-    if (M >= 512)
-        return 4;
-    return 8;
-}
-
 /* Blocks of `kernel` resident at once on the device (one wave), so that no
  * block waits for a second wave: the vector kernel loops over row groups. */
 template <typename K>
@@ -559,7 +546,7 @@ extern "C" cudaError_t kvl_cu_matvec_fused(float *y, const void *W, kvl_dtype wd
     a.residual = residual;
     a.M = M;
     a.K = K;
-    a.wpr = fm_warps_per_row(M);
+    a.wpr = kvl_cu_warps_per_row(M);
     return fm_launch<1>(a, wdt, T, pdl, stream);
 }
 
@@ -586,7 +573,7 @@ extern "C" cudaError_t kvl_cu_matvec_swiglu(float *y, const void *Wg, const void
     a.M = M;
     a.K = K;
     /* Two rows (gate and up) per warp row: the matrix pair counts double. */
-    a.wpr = fm_warps_per_row(M);
+    a.wpr = kvl_cu_warps_per_row(M);
     return fm_launch<2>(a, wdt, T, pdl, stream);
 }
 

@@ -63,6 +63,19 @@ static __device__ __forceinline__ void fm_unpack(const uint4 &w, float *f)
     }
 }
 
+/* Warps per output row of a matvec: enough blocks to fill the chip for
+ * small M (host side, matvec.cu and decode.cu). */
+static inline int kvl_cu_warps_per_row(int32_t M)
+{
+    if (M >= 4096)
+        return 1;
+    if (M >= 2048)
+        return 2;
+    if (M >= 512)
+        return 4;
+    return 8;
+}
+
 static __device__ __forceinline__ double fm_warp_sum_d(double v)
 {
 #pragma unroll

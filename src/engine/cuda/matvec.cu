@@ -139,24 +139,12 @@ matvec_scalar_kernel(float *y, const void *W, const float *x, const void *bias,
     finish_row<T>(acc, y, bias, bdt, M, row, wpr);
 }
 
-/* Warps per output row: enough blocks to fill the chip for small M. */
-static int warps_per_row(int32_t M)
-{
-    if (M >= 4096)
-        return 1;
-    if (M >= 2048)
-        return 2;
-    if (M >= 512)
-        return 4;
-    return 8;
-}
-
 template <int T, int DT>
 static void launch_dt(float *y, const void *W, const float *x, const void *bias,
                       int bdt, int32_t M, int32_t K, bool vec,
                       cudaStream_t stream)
 {
-    const int wpr = warps_per_row(M);
+    const int wpr = kvl_cu_warps_per_row(M);
     const int rows_per_block = MV_WARPS / wpr;
     const unsigned grid = (unsigned)((M + rows_per_block - 1) / rows_per_block);
     if (vec)
